@@ -1,0 +1,57 @@
+"""Shared helpers for the benchmark scripts: machine description and result files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            cpu = names[0]
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_result(name: str, payload: dict[str, Any], markdown: str) -> Path:
+    """Write ``results/<name>.json`` and ``results/<name>.md`` with command, machine and date."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": " ".join(["python", *sys.argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+    }
+    full = {**meta, **payload}
+    (RESULTS / f"{name}.json").write_text(json.dumps(full, indent=2) + "\n")
+    header = (
+        f"Command: `{meta['command']}`  \nDate: {meta['date']}  \n"
+        f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
+        f"torch {meta['machine']['torch']} ({meta['machine']['torch_threads']} threads)"
+        + (f", GPU {meta['machine']['cuda']}" if meta["machine"]["cuda"] else ", no GPU")
+        + "\n\n"
+    )
+    path = RESULTS / f"{name}.md"
+    path.write_text(header + markdown.rstrip() + "\n")
+    return path

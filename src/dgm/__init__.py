@@ -1,0 +1,33 @@
+"""dgm: deep generative models and amortized inference on a small probabilistic-programming core.
+
+Write a model p(x, z) and a guide q(z | x) as ``nn.Module`` programs that call
+``dgm.sample(name, distribution, obs=None)``; objectives (ELBO, IWAE, ...) are computed from
+``dgm.objectives.log_weights`` and trained with ``dgm.train.fit``.
+"""
+
+from . import data, metrics, models, nn, objectives, ppl, train
+from .objectives import ELBO, IWAE, elbo, iwae, log_weights
+from .ppl import condition, particles, replay, sample, trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ELBO",
+    "IWAE",
+    "__version__",
+    "condition",
+    "data",
+    "elbo",
+    "iwae",
+    "log_weights",
+    "metrics",
+    "models",
+    "nn",
+    "objectives",
+    "particles",
+    "ppl",
+    "replay",
+    "sample",
+    "train",
+    "trace",
+]

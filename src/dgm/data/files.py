@@ -1,0 +1,157 @@
+"""Where data files live, how they are verified and how they are downloaded.
+
+A data set is looked for, in order, in: the ``data_dir`` argument, the ``DGM_DATA_DIR``
+environment variable, and the cache directory (``$XDG_CACHE_HOME/dgm`` or ``~/.cache/dgm``).
+Missing files are downloaded into the first of these with checksum verification; offline,
+the error says which files to put where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "DGM_DATA_DIR"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set's files are neither on disk nor downloadable."""
+
+
+class ChecksumError(OSError):
+    """A data file's checksum differs from the published one."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A canonical data file: name, URLs to try in order, and its checksum (sha256 or md5)."""
+
+    name: str
+    urls: tuple[str, ...]
+    sha256: str | None = None
+    md5: str | None = None
+
+
+def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The directories searched for data files, in order."""
+    dirs = []
+    if data_dir is not None:
+        dirs.append(Path(data_dir))
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]))
+    dirs.append(cache_dir())
+    return dirs
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/dgm`` or ``~/.cache/dgm``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dgm"
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, remote: RemoteFile) -> None:
+    """Raise ``ChecksumError`` if ``path`` does not have ``remote``'s checksum."""
+    algorithm, expected = ("sha256", remote.sha256) if remote.sha256 else ("md5", remote.md5)
+    if expected is None:
+        return
+    actual = file_digest(path, algorithm)
+    if actual != expected:
+        raise ChecksumError(
+            f"{path} has {algorithm} {actual}, but the published {remote.name} has {expected}. "
+            f"The file is corrupt, truncated or a different version: delete it and let dgm "
+            f"download it again, or replace it with the file from {remote.urls[0]}"
+        )
+
+
+def download(remote: RemoteFile, directory: Path, timeout: float = 30.0) -> Path:
+    """Download ``remote`` into ``directory`` (atomically, verified); return its path.
+
+    Raises:
+        OSError: every URL failed (offline, or the server is gone).
+        ChecksumError: the downloaded bytes have the wrong checksum (nothing is kept).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / remote.name
+    errors = []
+    for url in remote.urls:
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{remote.name}.", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                while block := response.read(1 << 20):
+                    out.write(block)
+            verify(tmp, remote)
+            os.replace(tmp, target)
+            return target
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, ChecksumError):
+                raise
+            errors.append(f"{url}: {e}")
+    raise OSError("could not download " + remote.name + ":\n  " + "\n  ".join(errors))
+
+
+def find_or_download(
+    remote: RemoteFile,
+    data_dir: str | os.PathLike[str] | None,
+    dataset: str,
+    download_ok: bool,
+    subdir: str = "",
+) -> Path:
+    """Path of a verified copy of ``remote``: found in the search dirs, or downloaded.
+
+    Each search directory is looked at directly and in its ``subdir`` (e.g. ``mnist/``);
+    downloads go to ``subdir`` of the first writable one.
+    """
+    dirs = search_dirs(data_dir)
+    for d in dirs:
+        for candidate in (d / remote.name, d / subdir / remote.name):
+            if candidate.is_file():
+                verify(candidate, remote)
+                return candidate
+    failure = "downloading is switched off (download=False)"
+    if download_ok:
+        try:
+            return download(remote, _first_writable(dirs) / subdir)
+        except ChecksumError:
+            raise
+        except OSError as e:
+            failure = str(e)
+    raise DataNotFoundError(missing_message(dataset, [remote], dirs, failure))
+
+
+def _first_writable(dirs: list[Path]) -> Path:
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(d, os.W_OK):
+            return d
+    raise OSError(f"none of {[str(d) for d in dirs]} is writable")
+
+
+def missing_message(dataset: str, files: list[RemoteFile], dirs: list[Path], failure: str) -> str:
+    """The message that tells a user exactly which files to put where."""
+    listing = "\n".join(f"  {f.name}  (from {f.urls[0]})" for f in files)
+    looked = "\n".join(f"  {d}" for d in dirs)
+    return (
+        f"{dataset} not found, and it could not be downloaded: {failure}\n"
+        f"Looked in:\n{looked}\n"
+        f"Put these files into one of those directories (or point {ENV_VAR} at a directory "
+        f"that has them):\n{listing}"
+    )

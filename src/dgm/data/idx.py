@@ -1,0 +1,123 @@
+"""IDX files (the MNIST format): MNIST and Fashion-MNIST, grayscale, optionally binarized."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .files import RemoteFile, find_or_download
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+_MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+# md5 sums of the canonical files (as published with torchvision's loaders).
+_MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+_FASHION_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+# Where Debian's dataset-fashion-mnist package installs the files.
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+BINARIZE = (None, "dynamic", "threshold")
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file (optionally gzip-compressed) into a numpy array.
+
+    Format: two zero bytes, a type code, the number of dimensions, then one big-endian
+    uint32 per dimension and the data in row-major order.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r})")
+    ndim = data[3]
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_DTYPES[data[2]])
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(data) - offset != expected:
+        raise ValueError(f"{path}: header says {dims} ({expected} bytes) but the file holds {len(data) - offset}")
+    return np.frombuffer(data, dtype=dtype, offset=offset).reshape(dims)
+
+
+def dynamic_binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Draw binary pixels with P(1) = intensity: a fresh binarization each call."""
+    return torch.bernoulli(x, generator=generator)
+
+
+def _load(
+    dataset: str,
+    urls: tuple[str, ...],
+    md5: dict[str, str],
+    subdir: str,
+    split: str,
+    data_dir: str | os.PathLike[str] | None,
+    binarize: str | None,
+    download: bool,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if binarize not in BINARIZE:
+        raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
+    prefix = "train" if split == "train" else "t10k"
+    arrays = []
+    for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"):
+        name = f"{prefix}-{kind}"
+        remote = RemoteFile(name, tuple(u + name for u in urls), md5=md5[name])
+        arrays.append(read_idx(find_or_download(remote, data_dir, f"{dataset} ({split} split)", download, subdir)))
+    images = torch.from_numpy(arrays[0].astype(np.float32) / 255.0).reshape(len(arrays[0]), -1)
+    labels = torch.from_numpy(arrays[1].astype(np.int64))
+    if binarize == "dynamic":
+        images = dynamic_binarize(images, generator)
+    elif binarize == "threshold":
+        images = (images > 0.5).float()
+    return images, labels
+
+
+def mnist(
+    split: str = "train",
+    data_dir: str | os.PathLike[str] | None = None,
+    binarize: str | None = None,
+    download: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Grayscale MNIST: images ``[N, 784]`` in [0, 1] (or binarized) and labels ``[N]``.
+
+    The ``.gz`` IDX files are looked for in ``data_dir``, ``DGM_DATA_DIR`` and the cache
+    directory, each directly and in its ``mnist/`` subfolder.
+
+    Args:
+        binarize: ``None``; ``"dynamic"`` (one Bernoulli draw now; for a fresh draw every epoch,
+            load grayscale and apply ``dynamic_binarize`` per batch); or ``"threshold"`` (> 0.5).
+    """
+    return _load("MNIST", _MNIST_URLS, _MNIST_MD5, "mnist", split, data_dir, binarize, download, generator)
+
+
+def fashion_mnist(
+    split: str = "train",
+    data_dir: str | os.PathLike[str] | None = None,
+    binarize: str | None = None,
+    download: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Fashion-MNIST, as ``mnist``; also found where Debian's dataset-fashion-mnist puts it."""
+    if data_dir is None and FASHION_DEBIAN_DIR.is_dir() and not os.environ.get("DGM_DATA_DIR"):
+        data_dir = FASHION_DEBIAN_DIR
+    return _load("Fashion-MNIST", _FASHION_URLS, _FASHION_MD5, "fashion-mnist", split, data_dir, binarize, download, generator)

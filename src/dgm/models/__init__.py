@@ -1,0 +1,5 @@
+"""Model and guide programs."""
+
+from . import vae
+
+__all__ = ["vae"]

@@ -1,0 +1,55 @@
+"""Errors raised inside programs, each with a table of the sites seen so far."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .site import Site
+
+
+def _shape(shape: Iterable[int] | None) -> str:
+    return "-" if shape is None else "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def site_table(sites: Iterable[Site]) -> str:
+    """Format sites as a fixed-width table: name, kind, value, batch and event shapes."""
+    rows = [("site", "kind", "value shape", "batch shape", "event shape", "distribution")]
+    for s in sites:
+        kind = "observed" if s.is_observed else ("latent" if s.fn.has_rsample else "latent (discrete/score)")
+        rows.append(
+            (
+                s.name,
+                kind,
+                _shape(None if s.value is None else s.value.shape),
+                _shape(s.fn.batch_shape),
+                _shape(s.fn.event_shape),
+                type(s.fn).__name__,
+            )
+        )
+    if len(rows) == 1:
+        return "  (no sample sites yet)"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  " + "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class ProgramError(RuntimeError):
+    """An error inside a model or guide, reported with the sites recorded so far."""
+
+    def __init__(self, message: str, sites: Iterable[Site] = ()) -> None:
+        self.message = message
+        self.table = site_table(sites)
+        super().__init__(f"{message}\nSites so far:\n{self.table}")
+
+
+class DuplicateSiteError(ProgramError):
+    """Two sample sites in one run of a program share a name."""
+
+
+class MissingSiteError(ProgramError):
+    """A model latent site has no value in the guide trace it replays."""
+
+
+class ShapeError(ProgramError):
+    """A site's shape does not fit the particle and batch layout."""

@@ -1,0 +1,202 @@
+"""The four handlers every method is built from: ``trace``, ``replay``, ``condition``, ``particles``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+
+import torch
+from torch import Tensor
+
+from .errors import DuplicateSiteError, MissingSiteError, ProgramError, ShapeError, site_table
+from .runtime import Handler
+from .site import Site
+
+# Errors torch and Python raise for shape and type mistakes inside user code; these are
+# re-raised with the trace's site table so that the failing layer can be located.
+_WRAPPED = (RuntimeError, ValueError, TypeError, IndexError)
+
+
+class Trace:
+    """The ordered record of a program's sample sites, by name."""
+
+    def __init__(self) -> None:
+        self.sites: dict[str, Site] = {}
+
+    def __getitem__(self, name: str) -> Site:
+        return self.sites[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.sites
+
+    def __iter__(self) -> Iterator[Site]:
+        return iter(self.sites.values())
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def __repr__(self) -> str:
+        return f"Trace(\n{self.table()}\n)"
+
+    @property
+    def latent(self) -> list[Site]:
+        """Sites whose values were drawn (or replayed), not observed."""
+        return [s for s in self.sites.values() if not s.is_observed]
+
+    @property
+    def observed(self) -> list[Site]:
+        """Sites with an observed value."""
+        return [s for s in self.sites.values() if s.is_observed]
+
+    def log_prob_sum(self, sites: list[Site] | None = None) -> Tensor:
+        """Sum of the given sites' log-probs (default: all), broadcast to a common shape."""
+        chosen = list(self.sites.values()) if sites is None else sites
+        if not chosen:
+            return torch.zeros(())
+        total = chosen[0].log_prob
+        for s in chosen[1:]:
+            total = total + s.log_prob
+        return total
+
+    def table(self) -> str:
+        """The site table used in error messages."""
+        return site_table(self.sites.values())
+
+
+class trace(Handler):
+    """Record every site of the program run inside the ``with`` block.
+
+    Example:
+        >>> import torch, dgm
+        >>> from torch.distributions import Normal
+        >>> with dgm.ppl.trace() as tr:
+        ...     z = dgm.sample("z", Normal(torch.zeros(3), 1.0))
+        >>> tr["z"].value.shape
+        torch.Size([3])
+    """
+
+    def __init__(self) -> None:
+        self.trace = Trace()
+
+    def __enter__(self) -> Trace:  # type: ignore[override]
+        super().__enter__()
+        return self.trace
+
+    def postprocess(self, site: Site) -> None:
+        if site.name in self.trace.sites:
+            raise DuplicateSiteError(
+                f"two sample sites are named {site.name!r}; site names must be unique within "
+                "one run of a program (use e.g. f'z_{i}' inside loops)",
+                self.trace,
+            )
+        self.trace.sites[site.name] = site
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
+        if exc is not None and isinstance(exc, _WRAPPED) and not isinstance(exc, ProgramError):
+            raise ProgramError(f"{type(exc).__name__} inside the program: {exc}", self.trace) from exc
+
+
+class replay(Handler):
+    """Give each latent site the value recorded at the same name in ``guide_trace``.
+
+    Args:
+        guide_trace: the trace whose values are reused.
+        strict: raise ``MissingSiteError`` for a latent site that ``guide_trace`` lacks
+            (default); with ``strict=False`` such a site is drawn as usual.
+        alias: hand the program a fresh view of each value instead of the tensor itself, so
+            that gradients reaching the values through this program can be told apart
+            (used by the doubly-reparameterized IWAE gradient).
+    """
+
+    def __init__(self, guide_trace: Trace, *, strict: bool = True, alias: bool = False) -> None:
+        self.guide_trace = guide_trace
+        self.strict = strict
+        self.alias = alias
+
+    def process(self, site: Site) -> None:
+        if site.is_observed:
+            return
+        recorded = self.guide_trace.sites.get(site.name)
+        if recorded is not None:
+            value = recorded.value
+            assert value is not None
+            site.value = value.view_as(value) if self.alias else value
+        elif self.strict:
+            raise MissingSiteError(
+                f"latent site {site.name!r} has no value in the replayed guide trace; the guide "
+                "must sample every latent site of the model, under the same name. Guide sites:",
+                self.guide_trace,
+            )
+
+
+class condition(Handler):
+    """Fix the named sites to given values and treat them as observed.
+
+    Args:
+        data: site name -> observed value.
+    """
+
+    def __init__(self, data: Mapping[str, Tensor]) -> None:
+        self.data = data
+
+    def process(self, site: Site) -> None:
+        if site.name in self.data:
+            site.value = self.data[site.name]
+            site.is_observed = True
+
+
+class particles(Handler):
+    """Draw ``num_particles`` values of every latent site at once, in a leading dimension.
+
+    A site whose distribution has ``batch_dims`` batch dimensions (the data batch, ``[B]``)
+    gets values shaped ``[K, B, *event]``. A site whose distribution already carries the
+    particle dimension (``batch_shape == [K, B]``, because its parameters were computed from
+    particled values upstream) is drawn as it is. A global site (fewer batch dimensions) gets
+    ``[K, 1, ..., *event]`` so that it broadcasts against the batch.
+
+    Args:
+        num_particles: K.
+        batch_dims: how many leading dimensions of a site's ``batch_shape`` index data points
+            (default 1: ``[B]``). Use 0 for programs without a data batch.
+    """
+
+    def __init__(self, num_particles: int, batch_dims: int = 1) -> None:
+        if num_particles < 1:
+            raise ValueError(f"num_particles must be >= 1, got {num_particles}")
+        self.num_particles = num_particles
+        self.batch_dims = batch_dims
+
+    def process(self, site: Site) -> None:
+        if site.value is not None:
+            return
+        batch_shape = site.fn.batch_shape
+        rank, k = len(batch_shape), self.num_particles
+        if rank == self.batch_dims:
+            site.sample_shape = torch.Size((k,))
+        elif rank < self.batch_dims:
+            site.sample_shape = torch.Size((k,) + (1,) * (self.batch_dims - rank))
+        elif rank == self.batch_dims + 1 and batch_shape[0] == k:
+            return
+        else:
+            raise ShapeError(
+                f"site {site.name!r} has batch shape {list(batch_shape)}, which fits neither "
+                f"{self.batch_dims} data-batch dimension(s) nor [num_particles={k}, batch]; "
+                "declare per-data-point dimensions as event dimensions with "
+                "torch.distributions.Independent(distribution, n)",
+                [*_active_trace_sites(), site],
+            )
+
+
+def _active_trace_sites() -> list[Site]:
+    from .runtime import _STACK
+
+    for handler in reversed(_STACK):
+        if isinstance(handler, trace):
+            return list(handler.trace)
+    return []
