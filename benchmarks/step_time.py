@@ -23,9 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-
-import dgm  # noqa: E402
+import dgm
+from common import write_result
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -63,7 +62,9 @@ def handwritten_step(num_particles: int) -> Callable[[torch.Tensor], None]:
         log_q = (-0.5 * eps.pow(2) - log_scale - 0.5 * LOG_2PI).sum(-1)
         log_prior = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
         logits = dec(z)
-        log_lik = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        log_lik = -F.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none"
+        ).sum(-1)
         log_w = log_lik + log_prior - log_q
         bound = log_w.mean(0) if k == 1 else torch.logsumexp(log_w, 0) - math.log(k)
         loss = -bound.mean()
@@ -92,7 +93,9 @@ def pyro_step(num_particles: int) -> Callable[[torch.Tensor], None]:
             pyro.module("dec", self.dec)
             with pyro.plate("data", x.shape[0]):
                 z = pyro.sample("z", pdist.Normal(x.new_zeros(50), 1.0).to_event(1))
-                pyro.sample("x", pdist.Bernoulli(logits=self.dec(z), validate_args=False).to_event(1), obs=x)
+                pyro.sample(
+                    "x", pdist.Bernoulli(logits=self.dec(z), validate_args=False).to_event(1), obs=x
+                )
 
         def guide(self, x: torch.Tensor) -> None:
             pyro.module("enc", self.enc)
@@ -104,7 +107,9 @@ def pyro_step(num_particles: int) -> Callable[[torch.Tensor], None]:
     if num_particles == 1:
         loss = Trace_ELBO()
     else:
-        loss = RenyiELBO(alpha=0, num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
+        loss = RenyiELBO(
+            alpha=0, num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1
+        )
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), loss=loss)
 
     def step(x: torch.Tensor) -> None:
@@ -114,7 +119,9 @@ def pyro_step(num_particles: int) -> Callable[[torch.Tensor], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--steps", type=int, default=5, help="steps per implementation per round")
     parser.add_argument("--particles", type=int, nargs="+", default=[1, 5, 50])
@@ -149,8 +156,12 @@ def main() -> None:
         base = med["hand-written"]
         label = "VAE (ELBO, K=1)" if k == 1 else f"IWAE K={k}"
         payload[label] = {n: {"median_s": m, "ratio": m / base} for n, m in med.items()}
-        pyro_cells = f" {med['pyro'] * 1e3:.2f} | {med['pyro'] / base:.2f}x |" if have_pyro else " - | - |"
-        rows.append(f"| {label} | {base * 1e3:.2f} | {med['dgm'] * 1e3:.2f} | {med['dgm'] / base:.2f}x |{pyro_cells}")
+        pyro_cells = (
+            f" {med['pyro'] * 1e3:.2f} | {med['pyro'] / base:.2f}x |" if have_pyro else " - | - |"
+        )
+        rows.append(
+            f"| {label} | {base * 1e3:.2f} | {med['dgm'] * 1e3:.2f} | {med['dgm'] / base:.2f}x |{pyro_cells}"
+        )
         print(rows[-1], flush=True)
     table = (
         "Per-step time, one-layer IWAE networks (784-200-200-50), batch 100, Adam; median over "
@@ -158,7 +169,9 @@ def main() -> None:
         "| objective | hand-written ms | dgm ms | dgm / hand | Pyro ms | Pyro / hand |\n"
         "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows)
     )
-    path = write_result("step_time", {"rounds": args.rounds, "steps": args.steps, "results": payload}, table)
+    path = write_result(
+        "step_time", {"rounds": args.rounds, "steps": args.steps, "results": payload}, table
+    )
     print(table)
     print(f"wrote {path}")
 

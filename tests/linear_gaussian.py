@@ -1,8 +1,8 @@
 """A linear-Gaussian model whose evidence and posterior are known in closed form.
 
-    z ~ N(0, I_d),   x | z ~ N(A z + b, sigma^2 I_n)
-    p(x) = N(b, A A^T + sigma^2 I),   p(z | x) = N(S A^T (x - b) / sigma^2, S),
-    S = (I + A^T A / sigma^2)^-1
+z ~ N(0, I_d),   x | z ~ N(A z + b, sigma^2 I_n)
+p(x) = N(b, A A^T + sigma^2 I),   p(z | x) = N(S A^T (x - b) / sigma^2, S),
+S = (I + A^T A / sigma^2)^-1
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class LinearGaussianModel(nn.Module):
         self.d = d
 
     def forward(self, x: Tensor) -> None:
-        z = dgm.sample("z", Independent(Normal(x.new_zeros(x.shape[:-1] + (self.d,)), 1.0), 1))
+        z = dgm.sample("z", Independent(Normal(x.new_zeros((*x.shape[:-1], self.d)), 1.0), 1))
         dgm.sample("x", Independent(Normal(z @ self.A.T + self.b, self.sigma), 1), obs=x)
 
     def log_evidence(self, x: Tensor) -> Tensor:
@@ -64,7 +64,9 @@ class ExactGuide(nn.Module):
         dgm.sample("z", MultivariateNormal(mean, cov))
 
 
-def near_guide(model: LinearGaussianModel, scale: float = 1.6, offset: float = 0.3) -> DiagonalGuide:
+def near_guide(
+    model: LinearGaussianModel, scale: float = 1.6, offset: float = 0.3
+) -> DiagonalGuide:
     """A diagonal guide near the posterior: shifted mean, too wide: a clear but modest gap."""
     guide = DiagonalGuide(model.d, len(model.b))
     with torch.no_grad():

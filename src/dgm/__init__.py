@@ -28,6 +28,6 @@ __all__ = [
     "ppl",
     "replay",
     "sample",
-    "train",
     "trace",
+    "train",
 ]

@@ -1,5 +1,7 @@
 """ELBO and IWAE against the exact evidence of a linear-Gaussian model."""
 
+import itertools
+
 import torch
 
 import dgm
@@ -45,7 +47,7 @@ def test_elbo_is_below_log_evidence_and_iwae_climbs_to_it() -> None:
     elbo = dgm.elbo(dgm.log_weights(model, guide, x, num_particles=20000))
     assert (elbo < exact - 0.05).all()  # a poor guide: a clear gap
     bounds = [mean_bound(k) for k in (1, 5, 50, 500)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         assert (lo < hi).all()
     assert (bounds[-1] <= exact + 0.02).all()
     # L_5000 reaches log p(x) within Monte Carlo error
@@ -58,7 +60,9 @@ def test_importance_sampled_log_likelihood_matches_exact_and_chunks() -> None:
     guide = near_guide(model)
     x = data(7)
     exact = model.log_evidence(x).double()
-    est = dgm.metrics.log_likelihood(model, guide, x, num_particles=20000, batch_size=3, max_elements=3 * 3 * 1000)
+    est = dgm.metrics.log_likelihood(
+        model, guide, x, num_particles=20000, batch_size=3, max_elements=3 * 3 * 1000
+    )
     assert est.shape == (7,)
     torch.testing.assert_close(est, exact, atol=0.01, rtol=0)
 
@@ -67,5 +71,7 @@ def test_log_likelihood_combines_uneven_chunks_exactly() -> None:
     """With q = p(z|x) every weight equals p(x), so any chunking must return log p(x) exactly."""
     model = LinearGaussianModel()
     x = data(5)
-    est = dgm.metrics.log_likelihood(model, ExactGuide(model), x, num_particles=50, batch_size=2, max_elements=2 * 3 * 7)
+    est = dgm.metrics.log_likelihood(
+        model, ExactGuide(model), x, num_particles=50, batch_size=2, max_elements=2 * 3 * 7
+    )
     torch.testing.assert_close(est, model.log_evidence(x).double(), atol=1e-4, rtol=1e-6)

@@ -63,7 +63,9 @@ class DiscreteGuide(nn.Module):
 
 
 def log_joint(c: torch.Tensor, x: float) -> torch.Tensor:
-    return Bernoulli(probs=torch.tensor(0.3)).log_prob(c) + Normal(2 * c - 1, 1.0).log_prob(torch.tensor(x))
+    return Bernoulli(probs=torch.tensor(0.3)).log_prob(c) + Normal(2 * c - 1, 1.0).log_prob(
+        torch.tensor(x)
+    )
 
 
 def enumerated_iwae_grad(logit: float, x: float, k: int) -> float:
@@ -97,7 +99,9 @@ def test_elbo_score_gradient_with_particles_matches_enumeration() -> None:
     x0, logit = -0.3, 0.7
     expected = enumerated_iwae_grad(logit, x0, 1)  # the ELBO gradient
     guide = DiscreteGuide(logit)
-    dgm.elbo(dgm.log_weights(DiscreteModel(), guide, torch.full((5000,), x0), num_particles=8)).mean().backward()
+    dgm.elbo(
+        dgm.log_weights(DiscreteModel(), guide, torch.full((5000,), x0), num_particles=8)
+    ).mean().backward()
     assert guide.logit.grad is not None
     assert abs(guide.logit.grad.item() - expected) < 0.01
 
@@ -110,7 +114,9 @@ def test_without_baseline_the_score_gradient_is_noisier() -> None:
         guide = DiscreteGuide(logit)
         lw = dgm.log_weights(DiscreteModel(), guide, torch.full((4000,), x0), num_particles=4)
         per_point = dgm.elbo(lw, baseline=baseline)
-        g = torch.stack([torch.autograd.grad(b, guide.logit, retain_graph=True)[0] for b in per_point[:400]])
+        g = torch.stack(
+            [torch.autograd.grad(b, guide.logit, retain_graph=True)[0] for b in per_point[:400]]
+        )
         grads[name] = g
     assert grads["loo"].var() < 0.5 * grads["none"].var()
     assert abs(grads["loo"].mean() - grads["none"].mean()) < 3 * grads["none"].std() / 20
@@ -129,7 +135,9 @@ def test_dreg_gradient_agrees_with_iwae_gradient_in_expectation() -> None:
     torch.manual_seed(1)
     plain = _grads(model, guide, dgm.iwae(dgm.log_weights(model, guide, x, num_particles=5)))
     torch.manual_seed(2)
-    dreg = _grads(model, guide, dgm.iwae(dgm.log_weights(model, guide, x, num_particles=5), dreg=True))
+    dreg = _grads(
+        model, guide, dgm.iwae(dgm.log_weights(model, guide, x, num_particles=5), dreg=True)
+    )
     for p, d in zip(plain, dreg, strict=True):
         torch.testing.assert_close(d, p, atol=0.03, rtol=0.05)
 
@@ -144,7 +152,9 @@ def test_dreg_guide_gradient_vanishes_at_the_exact_posterior() -> None:
         lw = dgm.log_weights(model, guide, x, num_particles=4)
         bound = dgm.iwae(lw, dreg=dreg)
         torch.testing.assert_close(bound, model.log_evidence(x), atol=1e-4, rtol=1e-5)
-        per_point = torch.stack([torch.autograd.grad(b, guide.c, retain_graph=True)[0] for b in bound[:16]])
+        per_point = torch.stack(
+            [torch.autograd.grad(b, guide.c, retain_graph=True)[0] for b in bound[:16]]
+        )
         if dreg:
             assert per_point.abs().max() < 1e-4
         else:
@@ -158,7 +168,9 @@ def test_dreg_has_lower_guide_gradient_variance_than_iwae_for_large_k() -> None:
     def per_point_grads(dreg: bool) -> torch.Tensor:
         lw = dgm.log_weights(model, guide, x, num_particles=64)
         b = dgm.iwae(lw, dreg=dreg)
-        return torch.stack([torch.autograd.grad(bi, guide.c, retain_graph=True)[0] for bi in b[:100]])
+        return torch.stack(
+            [torch.autograd.grad(bi, guide.c, retain_graph=True)[0] for bi in b[:100]]
+        )
 
     assert per_point_grads(True).var(0).sum() < 0.5 * per_point_grads(False).var(0).sum()
 
@@ -182,5 +194,7 @@ def test_objective_callables_match_the_functions() -> None:
     torch.manual_seed(5)
     b = dgm.iwae(dgm.log_weights(model, guide, x, num_particles=7))
     torch.testing.assert_close(a, b)
-    assert "IWAE(num_particles=7" in repr(dgm.IWAE(7)) and "ELBO(num_particles=1)" in repr(dgm.ELBO())
+    assert "IWAE(num_particles=7" in repr(dgm.IWAE(7)) and "ELBO(num_particles=1)" in repr(
+        dgm.ELBO()
+    )
     assert isinstance(Independent(Normal(torch.zeros(2), 1.0), 1), Independent)

@@ -112,7 +112,10 @@ def test_duplicate_site_names_are_reported_with_the_site_table() -> None:
         dgm.sample("z", Normal(0.0, 1.0))
         dgm.sample("z", Normal(0.0, 1.0))
 
-    with pytest.raises(DuplicateSiteError, match="two sample sites are named 'z'") as info, dgm.trace():
+    with (
+        pytest.raises(DuplicateSiteError, match="two sample sites are named 'z'") as info,
+        dgm.trace(),
+    ):
         program()
     assert "site | kind" in str(info.value) and "latent" in str(info.value)
 
@@ -133,10 +136,11 @@ def test_shape_mismatch_inside_a_program_is_reraised_with_the_sites_so_far() -> 
     with pytest.raises(ProgramError, match="RuntimeError inside the program") as info, dgm.trace():
         guide(torch.randn(5, 6))  # nn.Linear(3, 4) on 6 features
     assert "no sample sites yet" in str(info.value)
-    assert isinstance(info.value.__cause__, RuntimeError)
+    assert isinstance(info.value.__cause__, RuntimeError) and isinstance(info.value, RuntimeError)
     with pytest.raises(ProgramError) as info2:
         dgm.log_weights(Model(), Guide(), torch.randn(5, 3), num_particles=2, extra=1)
     assert "unexpected keyword argument" in str(info2.value)
+    assert isinstance(info2.value, TypeError)  # still caught by `except TypeError`
 
 
 def test_forgotten_to_event_is_a_shape_error_with_advice() -> None:
@@ -152,7 +156,9 @@ def test_guide_site_absent_from_model_is_an_error() -> None:
         Guide()(x)
         dgm.sample("extra", Normal(x.new_zeros(5), 1.0))
 
-    with pytest.raises(ProgramError, match=r"guide site\(s\) \['extra'\] do not appear in the model"):
+    with pytest.raises(
+        ProgramError, match=r"guide site\(s\) \['extra'\] do not appear in the model"
+    ):
         dgm.log_weights(Model(), guide, torch.randn(5, 3))
 
 
@@ -167,5 +173,5 @@ def test_handlers_must_exit_in_order() -> None:
 
 
 def test_sample_rejects_non_distributions() -> None:
-    with pytest.raises(TypeError, match="expected a torch.distributions.Distribution"):
+    with pytest.raises(TypeError, match=r"expected a torch\.distributions\.Distribution"):
         dgm.sample("z", torch.zeros(3))  # type: ignore[arg-type]

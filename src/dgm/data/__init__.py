@@ -1,6 +1,6 @@
 """Data sets: loaders with local directories, checksums and downloads."""
 
-from .binarized_mnist import binarized_mnist, read_amat
+from .binarized import binarized_mnist, read_amat
 from .files import ENV_VAR, ChecksumError, DataNotFoundError, RemoteFile, cache_dir, search_dirs
 from .idx import dynamic_binarize, fashion_mnist, mnist, read_idx
 

@@ -91,7 +91,10 @@ def download(remote: RemoteFile, directory: Path, timeout: float = 30.0) -> Path
         fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{remote.name}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            with (
+                os.fdopen(fd, "wb") as out,
+                urllib.request.urlopen(url, timeout=timeout) as response,
+            ):
                 while block := response.read(1 << 20):
                     out.write(block)
             verify(tmp, remote)

@@ -12,9 +12,19 @@ from torch import Tensor
 
 from .files import RemoteFile, find_or_download
 
-_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
-_MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_MNIST_URLS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
 _FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 # md5 sums of the canonical files (as published with torchvision's loaders).
 _MNIST_MD5 = {
@@ -48,11 +58,13 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r})")
     ndim = data[3]
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_DTYPES[data[2]])
+    dtype = _DTYPES[data[2]]
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(data) - offset != expected:
-        raise ValueError(f"{path}: header says {dims} ({expected} bytes) but the file holds {len(data) - offset}")
+        raise ValueError(
+            f"{path}: header says {dims} ({expected} bytes) but the file holds {len(data) - offset}"
+        )
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(dims)
 
 
@@ -81,7 +93,11 @@ def _load(
     for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"):
         name = f"{prefix}-{kind}"
         remote = RemoteFile(name, tuple(u + name for u in urls), md5=md5[name])
-        arrays.append(read_idx(find_or_download(remote, data_dir, f"{dataset} ({split} split)", download, subdir)))
+        arrays.append(
+            read_idx(
+                find_or_download(remote, data_dir, f"{dataset} ({split} split)", download, subdir)
+            )
+        )
     images = torch.from_numpy(arrays[0].astype(np.float32) / 255.0).reshape(len(arrays[0]), -1)
     labels = torch.from_numpy(arrays[1].astype(np.int64))
     if binarize == "dynamic":
@@ -107,7 +123,9 @@ def mnist(
         binarize: ``None``; ``"dynamic"`` (one Bernoulli draw now; for a fresh draw every epoch,
             load grayscale and apply ``dynamic_binarize`` per batch); or ``"threshold"`` (> 0.5).
     """
-    return _load("MNIST", _MNIST_URLS, _MNIST_MD5, "mnist", split, data_dir, binarize, download, generator)
+    return _load(
+        "MNIST", _MNIST_URLS, _MNIST_MD5, "mnist", split, data_dir, binarize, download, generator
+    )
 
 
 def fashion_mnist(
@@ -120,4 +138,14 @@ def fashion_mnist(
     """Fashion-MNIST, as ``mnist``; also found where Debian's dataset-fashion-mnist puts it."""
     if data_dir is None and FASHION_DEBIAN_DIR.is_dir() and not os.environ.get("DGM_DATA_DIR"):
         data_dir = FASHION_DEBIAN_DIR
-    return _load("Fashion-MNIST", _FASHION_URLS, _FASHION_MD5, "fashion-mnist", split, data_dir, binarize, download, generator)
+    return _load(
+        "Fashion-MNIST",
+        _FASHION_URLS,
+        _FASHION_MD5,
+        "fashion-mnist",
+        split,
+        data_dir,
+        binarize,
+        download,
+        generator,
+    )

@@ -48,11 +48,15 @@ def active_units(
         ``{site name: number of active units}``; the per-unit statistics come from
         ``activity``.
     """
-    return {name: int((a > threshold).sum()) for name, a in activity(guide, data, num_particles).items()}
+    return {
+        name: int((a > threshold).sum()) for name, a in activity(guide, data, num_particles).items()
+    }
 
 
 @torch.no_grad()
-def activity(guide: Callable[..., Any], data: Tensor, num_particles: int = 100) -> dict[str, Tensor]:
+def activity(
+    guide: Callable[..., Any], data: Tensor, num_particles: int = 100
+) -> dict[str, Tensor]:
     """A_u = Var_x(E_q[u | x]) for every unit of every latent site: ``{name: [D]}``."""
     means = posterior_means(guide, data, num_particles)
     return {name: m.var(0) for name, m in means.items()}

@@ -59,5 +59,7 @@ def log_likelihood(
             k = min(chunk, num_particles - k0)
             lw = log_weights(model, guide, x, num_particles=k)
             parts.append(torch.logsumexp(lw.log_w.double(), 0))
-        out[start : start + len(x)] = torch.logsumexp(torch.stack(parts), 0) - math.log(num_particles)
+        out[start : start + len(x)] = torch.logsumexp(torch.stack(parts), 0) - math.log(
+            num_particles
+        )
     return out

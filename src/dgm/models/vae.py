@@ -76,7 +76,12 @@ class VAEModel(nn.Module):
         out = data_size if likelihood == "bernoulli" else 2 * data_size
         self.decoder = MLP((latent_sizes[0], *reversed(hidden_sizes[0]), out), activation)
         self.layers = nn.ModuleList(
-            GaussianLayer(latent_sizes[i + 1], tuple(reversed(hidden_sizes[i + 1])), latent_sizes[i], activation)
+            GaussianLayer(
+                latent_sizes[i + 1],
+                tuple(reversed(hidden_sizes[i + 1])),
+                latent_sizes[i],
+                activation,
+            )
             for i in range(len(latent_sizes) - 1)
         )
         self.register_buffer("prior_loc", torch.zeros(latent_sizes[-1]))
@@ -84,9 +89,11 @@ class VAEModel(nn.Module):
 
     def prior(self, batch_shape: torch.Size) -> Distribution:
         """p(z_L) = N(0, I), with the given batch shape."""
-        shape = batch_shape + self.prior_loc.shape
+        loc, scale = self.get_buffer("prior_loc"), self.get_buffer("prior_scale")
+        shape = batch_shape + loc.shape
         return Independent(
-            Normal(self.prior_loc.expand(shape), self.prior_scale.expand(shape), validate_args=False), 1
+            Normal(loc.expand(shape), scale.expand(shape), validate_args=False),
+            1,
         )
 
     def likelihood_dist(self, z1: Tensor) -> Distribution:
@@ -112,11 +119,7 @@ class VAEModel(nn.Module):
 
     def check_data(self, x: Tensor) -> None:
         """Raise a ValueError that says what to do for data this model cannot score."""
-        if x.dim() < 2 or x.shape[-1] != self.data_size:
-            raise ValueError(
-                f"{type(self).__name__} expects data shaped [batch, {self.data_size}] "
-                f"(flattened), got {list(x.shape)}; flatten images with x.reshape(len(x), -1)"
-            )
+        check_shape(self, x, self.data_size)
         if self.likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
             raise ValueError(
                 "a Bernoulli likelihood needs binary data (0/1), but the batch has values in "
@@ -135,6 +138,15 @@ class VAEModel(nn.Module):
             last.bias[: self.data_size].copy_(data_mean)
 
 
+def check_shape(program: nn.Module, x: Tensor, data_size: int) -> None:
+    """Data must be ``[batch, data_size]``: say how to get there."""
+    if x.dim() != 2 or x.shape[-1] != data_size:
+        raise ValueError(
+            f"{type(program).__name__} expects data shaped [batch, {data_size}] "
+            f"(flattened), got {list(x.shape)}; flatten images with x.reshape(len(x), -1)"
+        )
+
+
 class VAEGuide(nn.Module):
     """Amortized posterior q(z_1..z_L | x), mirroring ``VAEModel``'s sizes."""
 
@@ -147,14 +159,17 @@ class VAEGuide(nn.Module):
     ) -> None:
         super().__init__()
         sizes = (data_size, *latent_sizes)
+        self.data_size = data_size
         self.names = latent_names(len(latent_sizes))
         self.layers = nn.ModuleList(
-            GaussianLayer(sizes[i], hidden_sizes[i], sizes[i + 1], activation) for i in range(len(latent_sizes))
+            GaussianLayer(sizes[i], hidden_sizes[i], sizes[i + 1], activation)
+            for i in range(len(latent_sizes))
         )
 
     def forward(self, x: Tensor | None = None, num_samples: int = 1) -> None:
         if x is None:
             raise ValueError("the guide q(z | x) needs data x")
+        check_shape(self, x, self.data_size)
         h = x
         for name, layer in zip(self.names, self.layers, strict=True):
             h = sample(name, layer(h))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
@@ -20,7 +21,9 @@ def activation(name: str) -> nn.Module:
     try:
         return _ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}"
+        ) from None
 
 
 class MLP(nn.Sequential):
@@ -35,9 +38,11 @@ class MLP(nn.Sequential):
 
     def __init__(self, sizes: Sequence[int], activation_name: str = "tanh") -> None:
         if len(sizes) < 2:
-            raise ValueError(f"an MLP needs at least an input and an output size, got {list(sizes)}")
+            raise ValueError(
+                f"an MLP needs at least an input and an output size, got {list(sizes)}"
+            )
         layers: list[nn.Module] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(n_in, n_out))
             if i < len(sizes) - 2:
                 layers.append(activation(activation_name))

@@ -101,7 +101,9 @@ def log_weights(
     shape = _weights_shape([*model_trace, *guide_trace.latent], num_particles, batch_dims)
     log_p = model_trace.log_prob_sum().expand(shape)
     log_q = guide_trace.log_prob_sum(guide_trace.latent).expand(shape)
-    return LogWeights(log_p, log_q, model_trace, guide_trace, model, guide, args, kwargs, batch_dims)
+    return LogWeights(
+        log_p, log_q, model_trace, guide_trace, model, guide, args, kwargs, batch_dims
+    )
 
 
 def _weights_shape(sites: list[Site], num_particles: int, batch_dims: int) -> torch.Size:

@@ -15,7 +15,11 @@ def site_table(sites: Iterable[Site]) -> str:
     """Format sites as a fixed-width table: name, kind, value, batch and event shapes."""
     rows = [("site", "kind", "value shape", "batch shape", "event shape", "distribution")]
     for s in sites:
-        kind = "observed" if s.is_observed else ("latent" if s.fn.has_rsample else "latent (discrete/score)")
+        kind = (
+            "observed"
+            if s.is_observed
+            else ("latent" if s.fn.has_rsample else "latent (discrete/score)")
+        )
         rows.append(
             (
                 s.name,
@@ -29,7 +33,9 @@ def site_table(sites: Iterable[Site]) -> str:
     if len(rows) == 1:
         return "  (no sample sites yet)"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines = [
+        "  " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
     lines.insert(1, "  " + "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -53,3 +59,20 @@ class MissingSiteError(ProgramError):
 
 class ShapeError(ProgramError):
     """A site's shape does not fit the particle and batch layout."""
+
+
+_WRAPPERS: dict[type[BaseException], type[ProgramError]] = {}
+
+
+def wrap_program_error(exc: Exception, sites: Iterable[Site]) -> ProgramError:
+    """A ``ProgramError`` that is also an instance of ``exc``'s type (``except ValueError``
+    still catches it), carrying the original message and the site table."""
+    cls = type(exc)
+    wrapper = _WRAPPERS.get(cls)
+    if wrapper is None:
+        try:
+            wrapper = type(f"Program{cls.__name__}", (ProgramError, cls), {})
+        except TypeError:  # an exception type that cannot be combined
+            wrapper = ProgramError
+        _WRAPPERS[cls] = wrapper
+    return wrapper(f"{cls.__name__} inside the program: {exc}", sites)

@@ -8,7 +8,14 @@ from types import TracebackType
 import torch
 from torch import Tensor
 
-from .errors import DuplicateSiteError, MissingSiteError, ProgramError, ShapeError, site_table
+from .errors import (
+    DuplicateSiteError,
+    MissingSiteError,
+    ProgramError,
+    ShapeError,
+    site_table,
+    wrap_program_error,
+)
 from .runtime import Handler
 from .site import Site
 
@@ -99,7 +106,7 @@ class trace(Handler):
     ) -> None:
         super().__exit__(exc_type, exc, tb)
         if exc is not None and isinstance(exc, _WRAPPED) and not isinstance(exc, ProgramError):
-            raise ProgramError(f"{type(exc).__name__} inside the program: {exc}", self.trace) from exc
+            raise wrap_program_error(exc, self.trace) from exc
 
 
 class replay(Handler):

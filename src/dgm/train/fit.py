@@ -7,7 +7,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -119,7 +118,9 @@ def fit(
             record = {"step": step, "loss": running / count, "seconds": elapsed}
             result.history.append(record)
             if bar is not None:
-                bar.set_postfix(loss=f"{record['loss']:.3f}", ex_s=f"{step * batch_size / elapsed:.0f}")
+                bar.set_postfix(
+                    loss=f"{record['loss']:.3f}", ex_s=f"{step * batch_size / elapsed:.0f}"
+                )
             running, count = 0.0, 0
         if bar is not None:
             bar.update(1)

@@ -59,7 +59,9 @@ def binarized_mnist(
     for d in search_dirs(data_dir):
         if (d / NPZ_NAME).is_file():
             return _from_npz(d / NPZ_NAME, split)
-    path = find_or_download(AMAT_FILES[split], data_dir, f"binarized MNIST ({split} split)", download)
+    path = find_or_download(
+        AMAT_FILES[split], data_dir, f"binarized MNIST ({split} split)", download
+    )
     return _check(read_amat(path), split, path)
 
 
@@ -72,7 +74,9 @@ def _from_npz(path: Path, split: str) -> Tensor:
 
 def _check(x: Tensor, split: str, path: Path) -> Tensor:
     if tuple(x.shape) != (SPLITS[split], 784):
-        raise ValueError(f"{path}: the {split} split should be [{SPLITS[split]}, 784], got {list(x.shape)}")
+        raise ValueError(
+            f"{path}: the {split} split should be [{SPLITS[split]}, 784], got {list(x.shape)}"
+        )
     if not bool(((x == 0) | (x == 1)).all()):
         raise ValueError(f"{path}: binarized MNIST must hold only 0 and 1")
     return x

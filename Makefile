@@ -1,0 +1,36 @@
+# Two commands: `make test` and `make demo`. Both create .venv when it is missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dgm-installed
+# Pinned: an unpinned torch pulls the newest build with gigabytes of CUDA packages.
+TORCH ?= torch==2.13.0
+SOURCES := src tests benchmarks examples
+
+.PHONY: setup test lint demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) examples/vae_mnist.py
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/step_time.py
+	$(PY) benchmarks/loglik_cost.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,184 @@
+import gzip
+import hashlib
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dgm.data.binarized as bm
+import dgm.data.idx as idx
+from dgm.data import (
+    ChecksumError,
+    DataNotFoundError,
+    RemoteFile,
+    binarized_mnist,
+    mnist,
+    read_amat,
+    read_idx,
+)
+from tests.conftest import shared_data_dir
+
+
+def write_amat(path: Path, rows: np.ndarray) -> None:
+    path.write_text("\n".join(" ".join(str(int(v)) for v in row) for row in rows) + "\n")
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No DGM_DATA_DIR, an empty cache, and no network (downloads hit a closed port)."""
+    monkeypatch.delenv("DGM_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def small_splits(monkeypatch: pytest.MonkeyPatch, n: int = 6) -> dict[str, np.ndarray]:
+    monkeypatch.setattr(bm, "SPLITS", {"train": n, "valid": n, "test": n})
+    rng = np.random.default_rng(0)
+    return {s: (rng.random((n, 784)) < 0.3).astype(np.uint8) for s in ("train", "valid", "test")}
+
+
+def test_read_amat_parses_the_original_format(tmp_path: Path) -> None:
+    rows = (np.random.default_rng(0).random((4, 784)) < 0.5).astype(np.uint8)
+    write_amat(tmp_path / "a.amat", rows)
+    np.testing.assert_array_equal(read_amat(tmp_path / "a.amat").numpy(), rows)
+    # the generic parser handles other whitespace too
+    (tmp_path / "b.amat").write_text("\n".join("  ".join(str(v) for v in r) for r in rows))
+    np.testing.assert_array_equal(read_amat(tmp_path / "b.amat").numpy(), rows)
+
+
+def test_binarized_mnist_reads_amat_with_checksum(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    splits = small_splits(monkeypatch)
+    d = isolated / "data"
+    d.mkdir()
+    write_amat(d / "binarized_mnist_test.amat", splits["test"])
+    digest = hashlib.sha256((d / "binarized_mnist_test.amat").read_bytes()).hexdigest()
+    monkeypatch.setitem(
+        bm.AMAT_FILES,
+        "test",
+        RemoteFile("binarized_mnist_test.amat", ("http://127.0.0.1:9/x",), sha256=digest),
+    )
+    x = binarized_mnist("test", data_dir=d)
+    assert x.dtype == torch.float32 and x.shape == (6, 784)
+    np.testing.assert_array_equal(x.numpy(), splits["test"])
+
+
+def test_binarized_mnist_prefers_npz_from_env_var(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    splits = small_splits(monkeypatch)
+    d = isolated / "env"
+    d.mkdir()
+    np.savez(d / "binarized_mnist.npz", **splits)
+    monkeypatch.setenv("DGM_DATA_DIR", str(d))
+    np.testing.assert_array_equal(binarized_mnist("valid").numpy(), splits["valid"])
+
+
+def test_checksum_mismatch_says_what_to_do(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    splits = small_splits(monkeypatch)
+    d = isolated / "data"
+    d.mkdir()
+    write_amat(d / "binarized_mnist_train.amat", splits["train"])  # not the published bytes
+    with pytest.raises(
+        ChecksumError,
+        match=r"has sha256 [0-9a-f]{64}, but the published binarized_mnist_train.amat has ad693b29.*delete it",
+    ):
+        binarized_mnist("train", data_dir=d)
+
+
+def test_missing_data_offline_names_files_and_directories(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        bm.AMAT_FILES,
+        "valid",
+        RemoteFile(
+            "binarized_mnist_valid.amat",
+            ("http://127.0.0.1:9/binarized_mnist_valid.amat",),
+            sha256="0" * 64,
+        ),
+    )
+    d = isolated / "empty"
+    with pytest.raises(DataNotFoundError) as info:
+        binarized_mnist("valid", data_dir=d)
+    msg = str(info.value)
+    assert "binarized MNIST (valid split) not found" in msg and "could not download" in msg
+    assert str(d) in msg and str(isolated / "cache" / "dgm") in msg
+    assert "binarized_mnist_valid.amat" in msg and "DGM_DATA_DIR" in msg
+    with pytest.raises(DataNotFoundError, match="download=False"):
+        binarized_mnist("valid", data_dir=d, download=False)
+
+
+def test_wrong_split_and_corrupt_npz_are_reported(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match="split must be one of"):
+        binarized_mnist("training")
+    small_splits(monkeypatch)
+    d = isolated / "bad"
+    d.mkdir()
+    np.savez(d / "binarized_mnist.npz", train=np.full((6, 784), 2, np.uint8))
+    with pytest.raises(ValueError, match="must hold only 0 and 1"):
+        binarized_mnist("train", data_dir=d)
+    with pytest.raises(ValueError, match="has no array 'test'"):
+        binarized_mnist("test", data_dir=d)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
+        struct.pack(">I", s) for s in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_reader_and_mnist_loader_with_binarization(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = isolated / "idx" / "mnist"
+    d.mkdir(parents=True)
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    labels = np.arange(5, dtype=np.uint8)
+    write_idx(d / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", labels)
+    np.testing.assert_array_equal(read_idx(d / "t10k-images-idx3-ubyte.gz"), images)
+    md5 = {
+        n: hashlib.md5((d / n).read_bytes()).hexdigest()
+        for n in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    }
+    monkeypatch.setattr(idx, "_MNIST_MD5", md5)
+    x, y = mnist("test", data_dir=isolated / "idx")  # found in the mnist/ subfolder
+    assert x.shape == (5, 784) and y.tolist() == [0, 1, 2, 3, 4]
+    torch.testing.assert_close(x, torch.from_numpy(images.reshape(5, -1) / 255.0).float())
+    xt, _ = mnist("test", data_dir=isolated / "idx", binarize="threshold")
+    assert set(xt.unique().tolist()) <= {0.0, 1.0}
+    xd, _ = mnist(
+        "test",
+        data_dir=isolated / "idx",
+        binarize="dynamic",
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert set(xd.unique().tolist()) <= {0.0, 1.0}
+    assert abs(float(xd.mean() - x.mean())) < 0.05
+    with pytest.raises(ValueError, match="binarize must be one of"):
+        mnist("test", data_dir=isolated / "idx", binarize="otsu")
+
+
+def test_idx_reader_rejects_garbage(tmp_path: Path) -> None:
+    (tmp_path / "junk").write_bytes(b"hello world")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "junk")
+    (tmp_path / "short").write_bytes(struct.pack(">BBBBI", 0, 0, 8, 1, 10) + b"abc")
+    with pytest.raises(ValueError, match="header says"):
+        read_idx(tmp_path / "short")
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="DGM_DATA_DIR is not set to the real data")
+def test_real_data_sets_load_with_published_checksums() -> None:
+    test = binarized_mnist("test", download=False)
+    assert test.shape == (10000, 784) and 0.1 < float(test.mean()) < 0.15
+    x, y = mnist("test", download=False)
+    assert x.shape == (10000, 784) and y.bincount().tolist()[:2] == [980, 1135]

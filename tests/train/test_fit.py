@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+import dgm
+from dgm.train import NonFiniteLossError
+from tests.linear_gaussian import DiagonalGuide, LinearGaussianModel
+
+
+def test_fit_moves_the_guide_to_the_posterior() -> None:
+    model = LinearGaussianModel()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    guide = DiagonalGuide()
+    x = torch.randn(512, 3) * 1.5
+    before = (
+        model.log_evidence(x) - dgm.elbo(dgm.log_weights(model, guide, x, num_particles=200))
+    ).mean()
+    result = dgm.train.fit(
+        model, guide, dgm.ELBO(4), x, steps=400, batch_size=64, lr=0.05, log_every=50
+    )
+    with torch.no_grad():
+        gap = (
+            model.log_evidence(x) - dgm.elbo(dgm.log_weights(model, guide, x, num_particles=200))
+        ).mean()
+    assert result.steps == 400 and len(result.history) == 8
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert gap < 0.1 * before and gap < 0.3, (before, gap)  # only the diagonal restriction remains
+
+
+def test_nan_loss_stops_before_the_update_and_names_the_step() -> None:
+    model, guide = LinearGaussianModel(), DiagonalGuide()
+    x = torch.randn(64, 3)
+    calls = {"n": 0}
+
+    def objective(m, g, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        bound = dgm.elbo(dgm.log_weights(m, g, batch))
+        return bound * float("nan") if calls["n"] == 3 else bound
+
+    snapshot = {}
+
+    def spy(m, g, batch):  # type: ignore[no-untyped-def]
+        if calls["n"] == 2:
+            snapshot.update({k: v.clone() for k, v in guide.state_dict().items()})
+        return objective(m, g, batch)
+
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"the loss is nan at step 3 .*after step 2.*Lower the learning rate",
+    ):
+        dgm.train.fit(model, guide, spy, x, steps=10, batch_size=16)
+    for k, v in guide.state_dict().items():
+        torch.testing.assert_close(v, snapshot[k])  # step 3 changed nothing
+
+
+def test_fit_budget_arguments_are_checked() -> None:
+    model, guide = LinearGaussianModel(), DiagonalGuide()
+    with pytest.raises(ValueError, match="exactly one of steps= or epochs="):
+        dgm.train.fit(model, guide, dgm.ELBO(), torch.randn(8, 3))
+    with pytest.raises(ValueError, match="larger than the data set"):
+        dgm.train.fit(model, guide, dgm.ELBO(), torch.randn(8, 3), steps=1, batch_size=16)
