@@ -19,7 +19,7 @@ def log_likelihood(
     data: Tensor,
     num_particles: int = 5000,
     batch_size: int = 100,
-    max_elements: int = 2**26,
+    max_elements: int | None = None,
     progress: bool = False,
 ) -> Tensor:
     """Estimate log p(x) for each data point with K importance samples from the guide.
@@ -36,7 +36,9 @@ def log_likelihood(
         data: data points, ``[N, ...]``.
         num_particles: K.
         batch_size: data points per chunk.
-        max_elements: bound on particles * batch * data size per chunk (memory).
+        max_elements: bound on particles * batch * data size per chunk (memory). Default
+            2**20 on CPU, where cache-sized chunks run about 3x faster than large ones, and
+            2**26 on GPU.
         progress: show a progress bar.
 
     Returns:
@@ -45,6 +47,8 @@ def log_likelihood(
     n = data.shape[0]
     point_size = max(1, data[0].numel())
     batch_size = max(1, min(batch_size, n))
+    if max_elements is None:
+        max_elements = 2**20 if data.device.type == "cpu" else 2**26
     chunk = max(1, min(num_particles, max_elements // (batch_size * point_size)))
     out = torch.empty(n, dtype=torch.float64, device=data.device)
     starts = range(0, n, batch_size)

@@ -113,7 +113,8 @@ def fit(
         opt.step()
         running, count = running + loss.item(), count + 1
         result.steps = step
-        if step % log_every == 0 or step == total:
+        out_of_time = time_limit is not None and time.perf_counter() - start > time_limit
+        if step % log_every == 0 or step == total or out_of_time:
             elapsed = time.perf_counter() - start
             record = {"step": step, "loss": running / count, "seconds": elapsed}
             result.history.append(record)
@@ -124,7 +125,7 @@ def fit(
             running, count = 0.0, 0
         if bar is not None:
             bar.update(1)
-        if time_limit is not None and time.perf_counter() - start > time_limit:
+        if out_of_time:
             break
     if bar is not None:
         bar.close()
