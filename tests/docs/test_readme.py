@@ -1,0 +1,24 @@
+"""The README's example runs as written (on a small random data set)."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import dgm
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "the README has no Python example"
+    code = blocks[0]
+    assert code.count("\n") <= 22
+    data = (torch.rand(300, 784) < 0.2).float()
+    monkeypatch.setattr(dgm.data, "binarized_mnist", lambda split="train", **_: data)
+    exec(compile(code, str(README), "exec"), {})
+    printed = capsys.readouterr().out
+    value = float(re.search(r"tensor\((-?[0-9.]+)", printed).group(1))  # type: ignore[union-attr]
+    assert -784 * 0.7 < value < 0
