@@ -55,3 +55,33 @@ def write_result(name: str, payload: dict[str, Any], markdown: str) -> Path:
     path = RESULTS / f"{name}.md"
     path.write_text(header + markdown.rstrip() + "\n")
     return path
+
+
+def peak_rss_mib() -> float | None:
+    """The process's peak resident memory (VmHWM) in MiB, on Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_mib() -> float | None:
+    """The process's resident memory now (VmRSS) in MiB, on Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> None:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass

@@ -36,24 +36,6 @@ VARIANTS = {
 }
 
 
-def peak_rss_mib() -> float | None:
-    """The process's peak resident memory (VmHWM) in MiB, on Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
 def train(
     name: str, train_x: torch.Tensor, minutes: float, device: torch.device, seed: int
 ) -> dict:
