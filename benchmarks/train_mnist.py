@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
-from common import write_result
+from common import peak_rss_mib, reset_peak_rss, write_result
 
 # name: (stochastic layers, particles, objective, IWAE paper Table 3 test log-likelihood)
 VARIANTS = {
