@@ -87,6 +87,8 @@ def _dreg_surrogate(lw: LogWeights) -> Tensor:
     lw.hooked = True
     _scale_value_gradients(lw.model_trace.latent, w)
     guide = lw.guide
+    if isinstance(guide, nn.parallel.DistributedDataParallel):
+        guide = guide.module  # re-run the module itself: no second DDP forward before backward
     with trace() as frozen, replay(lw.guide_trace, alias=True):
         if isinstance(guide, nn.Module):
             frozen_params = {n: t.detach() for n, t in guide.named_parameters()}

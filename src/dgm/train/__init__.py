@@ -1,5 +1,5 @@
 """Training: one explicit loop."""
 
-from .fit import FitResult, NonFiniteLossError, batches, fit
+from .fit import Batches, FitResult, NonFiniteLossError, fit
 
-__all__ = ["FitResult", "NonFiniteLossError", "batches", "fit"]
+__all__ = ["Batches", "FitResult", "NonFiniteLossError", "fit"]

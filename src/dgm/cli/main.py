@@ -1,0 +1,143 @@
+"""The ``dgm`` command: train, eval, sample, report, list."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import experiments
+from ..data import ChecksumError, DataNotFoundError
+from ..experiments.config import ConfigError
+from ..train import NonFiniteLossError
+
+# Errors that are the user's to fix: printed as one clear message, no traceback.
+USER_ERRORS = (ConfigError, DataNotFoundError, ChecksumError, NonFiniteLossError, FileNotFoundError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dgm", description="Deep generative models and amortized inference."
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train",
+        help="train an experiment into a run directory",
+        description="Train a packaged experiment (see `dgm list`) or a YAML file.",
+    )
+    t.add_argument("experiment", help="experiment name or path to a .yaml file")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=3e-4 (repeatable)",
+    )
+    t.add_argument("--out", type=Path, help="run directory (default: runs/<name>-<time>)")
+    t.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    t.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a seconds-long run with the experiment's smoke settings",
+    )
+    t.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="where to train (default: the config's train.device)",
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a trained run",
+        description="Importance-sampled test log-likelihood, ELBO terms and active units of a run.",
+    )
+    e.add_argument("run_dir", type=Path)
+    e.add_argument(
+        "--num-particles",
+        type=int,
+        help="K for the log-likelihood (default: the config's eval.num_particles)",
+    )
+
+    s = sub.add_parser(
+        "sample",
+        help="draw samples from a trained run",
+        description="Save a grid of samples from a run's model.",
+    )
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/samples.png)")
+
+    r = sub.add_parser(
+        "report",
+        help="(re)write a run's report.html",
+        description="Write RUN_DIR/report.html from the run's files.",
+    )
+    r.add_argument("run_dir", type=Path)
+
+    sub.add_parser(
+        "list", help="list the packaged experiments", description="List the packaged experiments."
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as err:
+        print(f"dgm: config error: {err}", file=sys.stderr)
+        return 2
+    except USER_ERRORS as err:
+        print(f"dgm: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "dgm: interrupted; `dgm train ... --out RUN_DIR --resume` continues from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "list":
+        for name, description in experiments.available().items():
+            print(f"{name:24s} {description}")
+        return 0
+    from ..experiments import runner  # imports torch-heavy modules only when needed
+
+    if args.command == "train":
+        overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
+        cfg = experiments.load(args.experiment, overrides, smoke=args.smoke)
+        if args.resume and args.out is None:
+            raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = args.out or Path("runs") / f"{cfg.name}-{stamp}"
+        report = runner.train(cfg, out, resume=args.resume, progress=not args.no_progress)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"report: {report.resolve()}")
+        return 0
+    if args.command == "eval":
+        metrics = runner.evaluate(args.run_dir, args.num_particles)
+        for k, v in metrics.items():
+            print(f"{k:32s} {v}")
+        runner.write_report(args.run_dir)
+        return 0
+    if args.command == "sample":
+        cfg, model, _, splits = runner.load_run(args.run_dir)
+        path = runner.sample_images(
+            model, args.n, splits.image_shape, args.out or args.run_dir / "samples.png"
+        )
+        print(f"samples: {path}")
+        return 0
+    if args.command == "report":
+        print(f"report: {runner.write_report(args.run_dir).resolve()}")
+        return 0
+    raise AssertionError(args.command)

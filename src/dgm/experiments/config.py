@@ -1,0 +1,262 @@
+"""Typed experiment configuration: dataclasses, YAML, and validated ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not fit the schema."""
+
+
+@dataclass
+class DataConfig:
+    """Which data set, how much of it, and how to binarize."""
+
+    name: str = "binarized_mnist"  # binarized_mnist | mnist | fashion_mnist | dsprites
+    data_dir: str | None = None
+    train_points: int | None = None  # a subset of the training set (None: all)
+    valid_points: int = 1000
+    test_points: int = 1000
+    binarize: str | None = None  # mnist / fashion_mnist: dynamic | threshold
+
+
+@dataclass
+class ModelConfig:
+    """The VAE's sizes and likelihood (dgm.models.vae)."""
+
+    name: str = "vae"
+    latent_sizes: list[int] = field(default_factory=lambda: [50])
+    hidden_sizes: list[list[int]] = field(default_factory=lambda: [[200, 200]])
+    likelihood: str = "bernoulli"
+    activation: str = "tanh"
+
+
+@dataclass
+class ObjectiveConfig:
+    """The training objective (dgm.objectives)."""
+
+    name: str = "iwae"  # elbo | iwae
+    num_particles: int = 5
+    dreg: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """The training loop (dgm.train.fit)."""
+
+    steps: int | None = None
+    epochs: float | None = 10.0
+    batch_size: int = 100
+    lr: float = 1e-3
+    adam_eps: float = 1e-8
+    grad_clip: float | None = None
+    seed: int = 0
+    log_every: int = 50
+    validate_every: int = 500
+    checkpoint_every: int = 500
+    patience: int | None = None  # early stopping: validations without improvement
+    valid_particles: int = 50
+    time_limit: float | None = None  # seconds
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class EvalConfig:
+    """Final evaluation: importance-sampled log-likelihood and latent statistics."""
+
+    num_particles: int = 5000
+    batch_size: int = 100
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment; ``smoke`` holds overrides for a seconds-long run."""
+
+    name: str = "experiment"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    smoke: dict[str, Any] = field(default_factory=dict)
+
+
+def valid_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:
+    """Every settable dotted key, e.g. ``train.lr``."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            keys += valid_keys(t, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _type_name(t: Any) -> str:
+    if t is type(None):
+        return "null"
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(t))
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in typing.get_args(t))}]"
+    return getattr(t, "__name__", str(t))
+
+
+def _coerce(value: Any, t: Any, key: str) -> Any:
+    """Check ``value`` against type ``t`` (int widens to float); raise ConfigError if it fails."""
+    origin = typing.get_origin(t)
+    if t is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(t):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+    elif t is type(None):
+        if value is None:
+            return None
+    elif origin is list:
+        (item,) = typing.get_args(t)
+        if isinstance(value, list):
+            return [_coerce(v, item, key) for v in value]
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif t is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif t is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif t is bool:
+        if isinstance(value, bool):
+            return value
+    elif t is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}: expected {_type_name(t)}, got {value!r} ({type(value).__name__})")
+
+
+def _unknown(key: str, options: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(options)}")
+
+
+def from_dict(raw: dict[str, Any], cls: type = ExperimentConfig, prefix: str = "") -> Any:
+    """Build a config dataclass from nested dicts, checking keys and types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in raw.items():
+        if k not in names:
+            raise _unknown(prefix + str(k), valid_keys(ExperimentConfig))
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            kwargs[k] = from_dict(v or {}, t, f"{prefix}{k}.")  # type: ignore[arg-type]
+        else:
+            kwargs[k] = _coerce(v, t, prefix + k)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dicts (for YAML)."""
+    return dataclasses.asdict(cfg)
+
+
+def apply_override(cfg: ExperimentConfig, assignment: str) -> None:
+    """Apply one ``key=value`` override in place; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(
+            f"override {assignment!r} is not of the form key=value (e.g. train.lr=3e-4)"
+        )
+    key, text = assignment.split("=", 1)
+    key = key.strip()
+    keys = valid_keys()
+    if key not in keys:
+        raise _unknown(key, keys)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{key}: cannot parse {text!r}: {e}") from None
+    if isinstance(value, str) and _looks_numeric(value):
+        value = float(value)  # YAML 1.1 reads "1e-3" as a string
+    *parents, leaf = key.split(".")
+    target: Any = cfg
+    for p in parents:
+        target = getattr(target, p)
+    hint = typing.get_type_hints(type(target))[leaf]
+    setattr(target, leaf, _coerce(value, hint, key))
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), smoke: bool = False
+) -> ExperimentConfig:
+    """Read a YAML experiment, then apply its ``smoke`` overrides (if asked) and ``overrides``."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    cfg: ExperimentConfig = from_dict(raw)
+    if smoke:
+        for k, v in cfg.smoke.items():
+            apply_override(
+                cfg,
+                f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}",
+            )
+    for assignment in overrides:
+        apply_override(cfg, assignment)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: ExperimentConfig) -> None:
+    """Cross-field checks that types alone do not catch."""
+    choices = {
+        "data.name": (cfg.data.name, ("binarized_mnist", "mnist", "fashion_mnist", "dsprites")),
+        "model.likelihood": (cfg.model.likelihood, ("bernoulli", "gaussian")),
+        "objective.name": (cfg.objective.name, ("elbo", "iwae")),
+        "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
+    }
+    for key, (value, options) in choices.items():
+        if value not in options:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}")
+    if (cfg.train.steps is None) == (cfg.train.epochs is None):
+        raise ConfigError("set exactly one of train.steps and train.epochs (the other to null)")
+    if len(cfg.model.hidden_sizes) != len(cfg.model.latent_sizes):
+        raise ConfigError(
+            "model.hidden_sizes needs one list of widths per entry of model.latent_sizes"
+        )
+    counts = {
+        "train.batch_size": cfg.train.batch_size,
+        "objective.num_particles": cfg.objective.num_particles,
+    }
+    for key, count in counts.items():
+        if count < 1:
+            raise ConfigError(f"{key} must be >= 1, got {count}")

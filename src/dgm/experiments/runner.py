@@ -1,0 +1,253 @@
+"""Run an experiment: data, model and guide, objective, training, evaluation, pictures, report.
+
+This is glue between the library's parts, driven by an ``ExperimentConfig``; the methods
+themselves live in ``dgm.models``, ``dgm.objectives``, ``dgm.train`` and ``dgm.metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from .. import data as datasets
+from ..metrics import active_units, elbo_terms, log_likelihood
+from ..models.vae import VAEGuide, VAEModel
+from ..objectives import ELBO, IWAE, iwae, log_weights
+from ..ppl import replay, trace
+from ..report import image_grid, write_report
+from ..train import checkpoint, distributed, fit
+from ..train.metrics_log import MetricsLog
+from .config import ExperimentConfig, from_dict, to_dict
+
+
+@dataclass
+class Splits:
+    """Train / validation / test tensors ``[N, D]`` and the image shape for pictures."""
+
+    train: Tensor
+    valid: Tensor
+    test: Tensor
+    image_shape: tuple[int, int]
+    transform: Any = None
+
+
+def load_data(cfg: ExperimentConfig) -> Splits:
+    """The data set named by ``cfg.data``, split and cut to the configured sizes."""
+    d = cfg.data
+    if d.name == "dsprites":
+        total = (d.train_points or 50000) + d.valid_points + d.test_points
+        images = datasets.dsprites(total, seed=cfg.train.seed).images
+        n_valid, n_test = d.valid_points, d.test_points
+        return Splits(
+            images[n_valid + n_test :],
+            images[:n_valid],
+            images[n_valid : n_valid + n_test],
+            (64, 64),
+        )
+    if d.name == "binarized_mnist":
+        train = datasets.binarized_mnist("train", d.data_dir)
+        valid = datasets.binarized_mnist("valid", d.data_dir)[: d.valid_points]
+        test = datasets.binarized_mnist("test", d.data_dir)[: d.test_points]
+        return Splits(train[: d.train_points], valid, test, (28, 28))
+    loader = datasets.mnist if d.name == "mnist" else datasets.fashion_mnist
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    train_all, _ = loader("train", d.data_dir)
+    test_all, _ = loader("test", d.data_dir)
+    train, valid = train_all[:50000], train_all[50000:][: d.valid_points]
+    test = test_all[: d.test_points]
+    transform = None
+    if d.binarize == "dynamic":
+        # a fresh binarization of every training batch; fixed draws for validation and test
+        transform = datasets.dynamic_binarize
+        valid, test = datasets.dynamic_binarize(valid, gen), datasets.dynamic_binarize(test, gen)
+    elif d.binarize == "threshold":
+        train, valid, test = ((t > 0.5).float() for t in (train, valid, test))
+    return Splits(train[: d.train_points], valid, test, (28, 28), transform)
+
+
+def build(cfg: ExperimentConfig, data_size: int) -> tuple[VAEModel, VAEGuide]:
+    """The model and guide that ``cfg.model`` describes."""
+    m = cfg.model
+    hidden = [tuple(h) for h in m.hidden_sizes]
+    model = VAEModel(data_size, m.latent_sizes, hidden, m.likelihood, m.activation)
+    guide = VAEGuide(data_size, m.latent_sizes, hidden, m.activation)
+    return model, guide
+
+
+def build_objective(cfg: ExperimentConfig) -> ELBO | IWAE:
+    o = cfg.objective
+    return ELBO(o.num_particles) if o.name == "elbo" else IWAE(o.num_particles, o.dreg)
+
+
+def train(
+    cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
+) -> Path:
+    """Train and evaluate ``cfg`` into ``run_dir``; return the path of ``report.html``.
+
+    Under torchrun every process trains its share of each batch (DistributedDataParallel);
+    rank 0 logs, checkpoints, evaluates and writes the report.
+    """
+    run = Path(run_dir)
+    device = distributed.local_device(cfg.train.device)
+    world = distributed.init(device)
+    if resume and not (run / "checkpoints" / "last.pt").is_file():
+        raise FileNotFoundError(f"cannot resume: {run / 'checkpoints' / 'last.pt'} does not exist")
+    if world.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    torch.manual_seed(cfg.train.seed)
+    splits = load_data(cfg)
+    model, guide = build(cfg, splits.train.shape[1])
+    model.to(device)
+    guide.to(device)
+    if cfg.model.likelihood == "bernoulli":
+        model.set_output_bias(splits.train.mean(0).to(device))
+    valid = splits.valid.to(device)
+    t = cfg.train
+
+    def validate() -> dict[str, float]:
+        with torch.no_grad():
+            bound = iwae(log_weights(model, guide, valid, num_particles=t.valid_particles))
+        return {f"valid/iwae_k{t.valid_particles}": bound.mean().item()}
+
+    params = [*model.parameters(), *guide.parameters()]
+    optimizer = torch.optim.Adam(params, lr=t.lr, eps=t.adam_eps)
+    log = MetricsLog(run) if world.is_main else None
+    try:
+        result = fit(
+            model,
+            guide,
+            build_objective(cfg),
+            splits.train,
+            steps=t.steps,
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            optimizer=optimizer,
+            grad_clip=t.grad_clip,
+            transform=splits.transform,
+            seed=t.seed,
+            log_every=t.log_every,
+            progress=progress,
+            time_limit=t.time_limit,
+            validate=validate,
+            validate_every=t.validate_every,
+            patience=t.patience,
+            checkpoint_dir=run / "checkpoints",
+            checkpoint_every=t.checkpoint_every,
+            resume=resume,
+            log=log,
+            world=world,
+        )
+    finally:
+        if log is not None:
+            log.close()
+    if not world.is_main:
+        return run / "report.html"
+    summary = {
+        "train_steps": result.steps,
+        "train_epochs": round(result.epochs, 3),
+        "train_seconds": round(result.seconds, 1),
+        "best_valid": result.best,
+        "stopped_early": result.stopped_early,
+    }
+    evaluate(run, extra=summary)
+    return write_report(run)
+
+
+def load_run(
+    run_dir: str | Path, which: str = "best", device: str = "cpu"
+) -> tuple[ExperimentConfig, VAEModel, VAEGuide, Splits]:
+    """Config, trained model and guide, and data of a run directory."""
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"{run} is not a dgm run directory (no config.yaml); give the --out directory of `dgm train`"
+        )
+    cfg: ExperimentConfig = from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    path = run / "checkpoints" / f"{which}.pt"
+    if not path.is_file():
+        path = run / "checkpoints" / "last.pt"
+    state = checkpoint.load(path, map_location=device)
+    splits = load_data(cfg)
+    model, guide = build(cfg, splits.train.shape[1])
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    model.to(device).eval()
+    guide.to(device).eval()
+    return cfg, model, guide, splits
+
+
+def evaluate(
+    run_dir: str | Path, num_particles: int | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Test log-likelihood, ELBO terms and active units of a run; write final_metrics.json and pictures."""
+    run = Path(run_dir)
+    cfg, model, guide, splits = load_run(run)
+    k = num_particles or cfg.eval.num_particles
+    test = splits.test
+    t0 = time.perf_counter()
+    ll = log_likelihood(model, guide, test, num_particles=k, batch_size=cfg.eval.batch_size)
+    terms = elbo_terms(model, guide, test)
+    metrics = dict(extra or {})
+    previous = run / "final_metrics.json"
+    if not metrics and previous.is_file():
+        metrics = {
+            key: v
+            for key, v in json.loads(previous.read_text()).items()
+            if key.startswith(("train_", "best_", "stopped_"))
+        }
+    metrics.update(
+        {
+            f"test_log_likelihood_k{k}": ll.mean().item(),
+            "test_log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item()
+            if len(ll) > 1
+            else 0.0,
+            "test_elbo": terms.elbo.mean().item(),
+            "test_reconstruction": terms.reconstruction.mean().item(),
+            "test_kl": terms.kl.mean().item(),
+            "active_units": active_units(guide, test),
+            "test_points": len(test),
+            "eval_seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
+    (run / "final_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    save_pictures(run, model, guide, splits)
+    return metrics
+
+
+@torch.no_grad()
+def save_pictures(
+    run: Path, model: nn.Module, guide: nn.Module, splits: Splits, num_samples: int = 64
+) -> None:
+    """samples.png (pixel means of x ~ p(x | z), z ~ p(z)) and reconstructions.png."""
+    sample_images(model, num_samples, splits.image_shape, run / "samples.png")
+    x = splits.test[:32]
+    with trace() as q:
+        guide(x)
+    with trace() as p, replay(q):
+        model(x)
+    recon = p["x"].fn.mean
+    pairs = torch.stack([x, recon], 1).reshape(2 * len(x), -1)
+    image_grid(
+        pairs,
+        splits.image_shape,
+        run / "reconstructions.png",
+        "data (left) | reconstruction (right)",
+        columns=16,
+    )
+
+
+@torch.no_grad()
+def sample_images(model: nn.Module, n: int, image_shape: tuple[int, int], path: Path) -> Path:
+    """Draw ``n`` samples from the model and save their pixel means as a grid."""
+    with trace() as tr:
+        model(num_samples=n)
+    return image_grid(tr["x"].fn.mean, image_shape, path, f"{n} samples (pixel means)")

@@ -1,0 +1,69 @@
+"""Pictures for a run: image grids and learning curves (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from torch import Tensor
+
+
+def image_grid(
+    images: Tensor,
+    image_shape: Sequence[int],
+    path: Path,
+    title: str = "",
+    columns: int | None = None,
+) -> Path:
+    """Save flattened images ``[N, H*W]`` (values in [0, 1]) as one grid picture."""
+    images = images.detach().float().cpu().clamp(0, 1)
+    n = images.shape[0]
+    h, w = int(image_shape[-2]), int(image_shape[-1])
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = images.new_ones(rows * (h + 1) + 1, cols * (w + 1) + 1) * 0.5
+    for i in range(n):
+        r, c = divmod(i, cols)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
+            images[i].reshape(h, w)
+        )
+    fig = plt.figure(figsize=(cols * w / 40 + 0.5, rows * h / 40 + 0.7))
+    plt.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    plt.axis("off")
+    if title:
+        plt.title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def learning_curves(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Plot every logged metric against the step, one panel per metric family."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for r in records:
+        for k, v in r.items():
+            if k in ("step", "seconds", "examples_per_s") or not isinstance(v, (int, float)):
+                continue
+            xs, ys = series.setdefault(k, ([], []))
+            xs.append(r["step"])
+            ys.append(v)
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.2), squeeze=False)
+    for ax, (name, (xs, ys)) in zip(axes[0], sorted(series.items()), strict=True):
+        ax.plot(xs, ys, lw=1.2)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
