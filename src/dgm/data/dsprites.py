@@ -30,7 +30,7 @@ FACTOR_NAMES = ("shape", "scale", "orientation", "x", "y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 NUM_IMAGES = math.prod(FACTOR_SIZES)  # 737280
 IMAGE_SIZE = 64
-_VERSION = 1  # bump when the renderer changes, to invalidate caches
+_VERSION = 2  # bump when the renderer changes, to invalidate caches
 
 
 def factor_values() -> dict[str, Tensor]:
@@ -57,15 +57,15 @@ def factor_indices(index: Tensor) -> Tensor:
 def render(factors: Tensor, size: int = IMAGE_SIZE) -> Tensor:
     """Binary images ``[N, size, size]`` for factor indices ``[N, 5]``.
 
-    A shape's centre moves over the central 70% of the image as x and y go from 0 to 1
+    A shape's centre moves over the central 60% of the image (so every shape stays whole) as x and y go from 0 to 1
     (x to the right, y downwards); at scale 1 a square's half-side is 12% of the image.
     """
     values = factor_values()
     f = factors.long()
     scale = values["scale"][f[:, 1]].view(-1, 1, 1)
     theta = values["orientation"][f[:, 2]].view(-1, 1, 1)
-    cx = (0.15 + 0.7 * values["x"][f[:, 3]]).view(-1, 1, 1)
-    cy = (0.15 + 0.7 * values["y"][f[:, 4]]).view(-1, 1, 1)
+    cx = (0.2 + 0.6 * values["x"][f[:, 3]]).view(-1, 1, 1)
+    cy = (0.2 + 0.6 * values["y"][f[:, 4]]).view(-1, 1, 1)
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     gx, gy = coords.view(1, 1, size), coords.view(1, size, 1)
     radius = 0.12 * scale

@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+
+from dgm import experiments
+from dgm.experiments import ConfigError, apply_override, load, valid_keys
+from dgm.experiments.config import ExperimentConfig, load_config
+
+
+def test_packaged_experiments_load_and_describe_themselves() -> None:
+    names = experiments.available()
+    assert {"quickstart", "vae-mnist", "iwae-mnist", "iwae-mnist-2layer"} <= set(names)
+    assert all(names.values())
+    for name in names:
+        cfg = load(name)
+        assert cfg.name == name
+        smoke = load(name, smoke=True)
+        assert smoke.train.steps is not None and smoke.train.steps <= 20
+
+
+def test_unknown_key_lists_valid_keys_and_suggests_a_close_match() -> None:
+    cfg = ExperimentConfig()
+    with pytest.raises(ConfigError) as info:
+        apply_override(cfg, "train.lrate=0.1")
+    msg = str(info.value)
+    assert "unknown config key 'train.lrate'" in msg and "Did you mean 'train.lr'?" in msg
+    assert "Valid keys:" in msg and "objective.num_particles" in msg
+    with pytest.raises(ConfigError, match="unknown config key 'zzz'. Valid keys"):
+        apply_override(cfg, "zzz=1")
+
+
+def test_wrong_type_names_the_expected_type() -> None:
+    cfg = ExperimentConfig()
+    with pytest.raises(ConfigError, match=r"train.batch_size: expected int, got 'ten' \(str\)"):
+        apply_override(cfg, "train.batch_size=ten")
+    with pytest.raises(ConfigError, match=r"train.batch_size: expected int, got 2.5"):
+        apply_override(cfg, "train.batch_size=2.5")
+    with pytest.raises(ConfigError, match=r"model.latent_sizes: expected int, got 'a'"):
+        apply_override(cfg, "model.latent_sizes=[10, a]")
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        apply_override(cfg, "train.lr")
+
+
+def test_overrides_parse_yaml_values() -> None:
+    cfg = ExperimentConfig()
+    apply_override(cfg, "train.lr=3e-4")
+    apply_override(cfg, "train.batch_size=20")
+    apply_override(cfg, "train.grad_clip=null")
+    apply_override(cfg, "model.hidden_sizes=[[100], [50, 50]]")
+    apply_override(cfg, "objective.dreg=true")
+    assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float)
+    assert cfg.train.batch_size == 20 and cfg.train.grad_clip is None
+    assert cfg.model.hidden_sizes == [[100], [50, 50]] and cfg.objective.dreg is True
+    assert "train.lr" in valid_keys() and "smoke" in valid_keys()
+
+
+def test_unknown_experiment_name_suggests_one() -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown experiment 'quikstart'. Did you mean 'quickstart'\?"
+    ):
+        load("quikstart")
+    with pytest.raises(ConfigError, match="no experiment file"):
+        load("missing.yaml")
+
+
+def test_bad_files_and_cross_field_checks(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: [1, 2}\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("train:\n  learning_rate: 0.1\n")
+    with pytest.raises(
+        ConfigError, match="unknown config key 'train.learning_rate'. Did you mean 'train.lr'"
+    ):
+        load_config(nested)
+    with pytest.raises(ConfigError, match="exactly one of train.steps and train.epochs"):
+        load("vae-mnist", ["train.steps=10"])
+    with pytest.raises(ConfigError, match="objective.name: 'rws' is not one of elbo, iwae"):
+        load("vae-mnist", ["objective.name=rws"])
+    with pytest.raises(ConfigError, match="hidden_sizes needs one list"):
+        load("vae-mnist", ["model.latent_sizes=[10, 5]"])

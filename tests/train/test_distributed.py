@@ -1,0 +1,74 @@
+"""Two processes under torchrun (gloo, CPU) against one process with the same global batch."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def torchrun(
+    *args: str, cwd: Path, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        *args,
+    ]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
+    proc = torchrun(str(WORKER), str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = subprocess.run(
+        [sys.executable, str(WORKER), str(tmp_path / "single")],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "params_rank0_of2.pt")
+    rank1 = torch.load(tmp_path / "params_rank1_of2.pt")
+    one = torch.load(tmp_path / "single" / "params_rank0_of1.pt")
+    assert torch.equal(rank0, rank1)  # the processes stay identical
+    torch.testing.assert_close(rank0, one, atol=1e-5, rtol=1e-4)  # and match one process
+    assert not torch.equal(one, torch.zeros_like(one))
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["last.pt"]  # rank 0 alone writes
+
+
+def test_cli_under_torchrun_writes_one_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = torchrun(
+        "-m",
+        "dgm",
+        "train",
+        "quickstart",
+        "--smoke",
+        "--no-progress",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+        env_extra={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("report:") == 1
+    assert (out / "report.html").is_file() and (out / "checkpoints" / "last.pt").is_file()
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines))  # one writer
