@@ -25,7 +25,7 @@ def test_unknown_key_lists_valid_keys_and_suggests_a_close_match() -> None:
     msg = str(info.value)
     assert "unknown config key 'train.lrate'" in msg and "Did you mean 'train.lr'?" in msg
     assert "Valid keys:" in msg and "objective.num_particles" in msg
-    with pytest.raises(ConfigError, match="unknown config key 'zzz'. Valid keys"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'zzz'. Valid keys"):
         apply_override(cfg, "zzz=1")
 
 
@@ -37,7 +37,7 @@ def test_wrong_type_names_the_expected_type() -> None:
         apply_override(cfg, "train.batch_size=2.5")
     with pytest.raises(ConfigError, match=r"model.latent_sizes: expected int, got 'a'"):
         apply_override(cfg, "model.latent_sizes=[10, a]")
-    with pytest.raises(ConfigError, match="not of the form key=value"):
+    with pytest.raises(ConfigError, match=r"not of the form key=value"):
         apply_override(cfg, "train.lr")
 
 
@@ -59,24 +59,24 @@ def test_unknown_experiment_name_suggests_one() -> None:
         ConfigError, match=r"unknown experiment 'quikstart'. Did you mean 'quickstart'\?"
     ):
         load("quikstart")
-    with pytest.raises(ConfigError, match="no experiment file"):
+    with pytest.raises(ConfigError, match=r"no experiment file"):
         load("missing.yaml")
 
 
 def test_bad_files_and_cross_field_checks(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {lr: [1, 2}\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=r"not valid YAML"):
         load_config(bad)
     nested = tmp_path / "nested.yaml"
     nested.write_text("train:\n  learning_rate: 0.1\n")
     with pytest.raises(
-        ConfigError, match="unknown config key 'train.learning_rate'. Did you mean 'train.lr'"
+        ConfigError, match=r"unknown config key 'train.learning_rate'. Did you mean 'train.lr'"
     ):
         load_config(nested)
-    with pytest.raises(ConfigError, match="exactly one of train.steps and train.epochs"):
+    with pytest.raises(ConfigError, match=r"exactly one of train.steps and train.epochs"):
         load("vae-mnist", ["train.steps=10"])
-    with pytest.raises(ConfigError, match="objective.name: 'rws' is not one of elbo, iwae"):
+    with pytest.raises(ConfigError, match=r"objective.name: 'rws' is not one of elbo, iwae"):
         load("vae-mnist", ["objective.name=rws"])
-    with pytest.raises(ConfigError, match="hidden_sizes needs one list"):
+    with pytest.raises(ConfigError, match=r"hidden_sizes needs one list"):
         load("vae-mnist", ["model.latent_sizes=[10, 5]"])
