@@ -1,0 +1,148 @@
+"""The dgm command: every packaged experiment end to end at smoke size, and the other verbs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgm import experiments
+from dgm.cli import main
+from dgm.train import checkpoint
+from tests.conftest import shared_data_dir
+
+NEEDS_MNIST = {"vae-mnist", "iwae-mnist", "iwae-mnist-2layer"}
+
+
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+@pytest.mark.parametrize("name", sorted(experiments.available()))
+def test_every_packaged_experiment_runs_end_to_end_at_smoke_size(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if name in NEEDS_MNIST and shared_data_dir() is None:
+        pytest.skip("DGM_DATA_DIR is not set to the real data")
+    out = tmp_path / name
+    assert main(["train", name, "--smoke", "--no-progress", "--out", str(out)]) == 0
+    assert f"report: {(out / 'report.html').resolve()}" in capsys.readouterr().out
+    for file in (
+        "config.yaml",
+        "metrics.jsonl",
+        "final_metrics.json",
+        "samples.png",
+        "reconstructions.png",
+        "learning_curves.png",
+        "report.html",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
+        assert (out / file).is_file(), file
+    final = json.loads((out / "final_metrics.json").read_text())
+    cfg = experiments.load(name, smoke=True)
+    assert final["train_steps"] == cfg.train.steps
+    assert final[f"test_log_likelihood_k{cfg.eval.num_particles}"] < 0
+
+
+def test_eval_sample_and_report_on_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "quickstart",
+                "--smoke",
+                "--no-progress",
+                "--out",
+                str(out),
+                "--set",
+                "train.steps=6",
+            ]
+        )
+        == 0
+    )
+    assert main(["eval", str(out), "--num-particles", "7"]) == 0
+    printed = capsys.readouterr().out
+    assert "test_log_likelihood_k7" in printed
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert "test_log_likelihood_k7" in final and final["train_steps"] == 6
+    assert main(["sample", str(out), "-n", "9", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
+
+
+def test_resume_from_the_cli_matches_a_straight_run(tmp_path: Path) -> None:
+    args = [
+        "train",
+        "quickstart",
+        "--smoke",
+        "--no-progress",
+        "--set",
+        "train.checkpoint_every=4",
+        "--set",
+        "train.validate_every=4",
+    ]
+    assert main([*args, "--out", str(tmp_path / "a"), "--set", "train.steps=12"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--set", "train.steps=8"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--set", "train.steps=12", "--resume"]) == 0
+    a = checkpoint.load(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = checkpoint.load(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 12
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_user_errors_exit_non_zero_with_one_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "quickstart", "--set", "train.lrr=1"]) == 2
+    assert "Did you mean 'train.lr'?" in capsys.readouterr().err
+    assert main(["train", "no-such-experiment"]) == 2
+    assert "unknown experiment 'no-such-experiment'" in capsys.readouterr().err
+    assert main(["train", "quickstart", "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+    assert main(["train", "quickstart", "--resume", "--out", str(tmp_path / "none")]) == 1
+    assert "cannot resume" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path)]) == 1
+    assert "is not a dgm run directory" in capsys.readouterr().err
+
+
+def test_list_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in experiments.available())
+    for verb in ("train", "eval", "sample", "report", "list"):
+        with pytest.raises(SystemExit) as info:
+            main([verb, "--help"])
+        assert info.value.code == 0
+        assert "usage: dgm" in capsys.readouterr().out
+
+
+def test_console_script_and_python_m(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for cmd in (
+        [sys.executable, "-m", "dgm", "list"],
+        [str(Path(sys.executable).with_name("dgm")), "list"],
+    ):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0 and "quickstart" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "dgm", "train", "quickstart", "--set", "x=1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert (
+        bad.returncode == 2
+        and "unknown config key 'x'" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
