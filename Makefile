@@ -1,10 +1,11 @@
 # Two commands: `make test` and `make demo`. Both create .venv when it is missing.
+# `make demo` trains the quickstart experiment (dSprites, generated locally: no download).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dgm-installed
 # Pinned: an unpinned torch pulls the newest build with gigabytes of CUDA packages.
 TORCH ?= torch==2.13.0
-SOURCES := src tests benchmarks examples
+SOURCES := src tests benchmarks
 
 .PHONY: setup test lint demo bench clean
 
@@ -25,7 +26,7 @@ test: lint
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) examples/vae_mnist.py
+	$(VENV)/bin/dgm train quickstart --out runs/quickstart
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"

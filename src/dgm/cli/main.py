@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -106,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _print_metrics(metrics: dict[str, object]) -> None:
+    for key, value in metrics.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        print(f"  {key:32s} {shown}")
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "list":
         for name, description in experiments.available().items():
@@ -122,12 +129,11 @@ def _run(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{cfg.name}-{stamp}"
         report = runner.train(cfg, out, resume=args.resume, progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) == 0:
+            _print_metrics(json.loads((out / "final_metrics.json").read_text()))
             print(f"report: {report.resolve()}")
         return 0
     if args.command == "eval":
-        metrics = runner.evaluate(args.run_dir, args.num_particles)
-        for k, v in metrics.items():
-            print(f"{k:32s} {v}")
+        _print_metrics(runner.evaluate(args.run_dir, args.num_particles))
         runner.write_report(args.run_dir)
         return 0
     if args.command == "sample":
