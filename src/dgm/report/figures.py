@@ -33,7 +33,7 @@ def image_grid(
         canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
             images[i].reshape(h, w)
         )
-    fig = plt.figure(figsize=(cols * w / 40 + 0.5, rows * h / 40 + 0.7))
+    fig = plt.figure(figsize=(cols * w / 60 + 0.5, rows * h / 60 + 0.7))
     plt.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     plt.axis("off")
     if title:
