@@ -196,7 +196,7 @@ def fit(
             opt.step()
         result.steps = step
         window_loss, window_steps = window_loss + loss.item(), window_steps + 1
-        stop = _agree(time_limit is not None and time.perf_counter() - start > time_limit, world)
+        stop = time_limit is not None and _agree(time.perf_counter() - start > time_limit, world)
         if step % log_every == 0 or step == total or stop:
             now = time.perf_counter()
             record = {
