@@ -163,7 +163,7 @@ def train(
 
 
 def load_run(
-    run_dir: str | Path, which: str = "best", device: str = "cpu"
+    run_dir: str | Path, which: str = "best", device: str | None = None
 ) -> tuple[ExperimentConfig, VAEModel, VAEGuide, Splits]:
     """Config, trained model and guide, and data of a run directory."""
     run = Path(run_dir)
@@ -175,13 +175,14 @@ def load_run(
     path = run / "checkpoints" / f"{which}.pt"
     if not path.is_file():
         path = run / "checkpoints" / "last.pt"
-    state = checkpoint.load(path, map_location=device)
+    dev = distributed.local_device(cfg.train.device if device is None else device)
+    state = checkpoint.load(path, map_location=dev)
     splits = load_data(cfg)
     model, guide = build(cfg, splits.train.shape[1])
     model.load_state_dict(state["model"])
     guide.load_state_dict(state["guide"])
-    model.to(device).eval()
-    guide.to(device).eval()
+    model.to(dev).eval()
+    guide.to(dev).eval()
     return cfg, model, guide, splits
 
 
@@ -192,7 +193,7 @@ def evaluate(
     run = Path(run_dir)
     cfg, model, guide, splits = load_run(run)
     k = num_particles or cfg.eval.num_particles
-    test = splits.test
+    test = splits.test.to(next(model.parameters()).device)
     t0 = time.perf_counter()
     ll = log_likelihood(model, guide, test, num_particles=k, batch_size=cfg.eval.batch_size)
     terms = elbo_terms(model, guide, test)
@@ -229,7 +230,7 @@ def save_pictures(
 ) -> None:
     """samples.png (pixel means of x ~ p(x | z), z ~ p(z)) and reconstructions.png."""
     sample_images(model, num_samples, splits.image_shape, run / "samples.png")
-    x = splits.test[:32]
+    x = splits.test[:32].to(next(model.parameters()).device)
     with trace() as q:
         guide(x)
     with trace() as p, replay(q):
