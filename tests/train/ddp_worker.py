@@ -40,6 +40,7 @@ def main(out: Path) -> None:
     )
     params = torch.cat([p.detach().flatten() for p in [*model.parameters(), *guide.parameters()]])
     torch.save(params, out / f"params_rank{world.rank}_of{world.size}.pt")
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ def train(
     finally:
         if log is not None:
             log.close()
+    distributed.shutdown()  # rank 0 evaluates alone; the others may exit
     if not world.is_main:
         return run / "report.html"
     summary = {

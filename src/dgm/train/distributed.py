@@ -39,6 +39,17 @@ def init(device: torch.device) -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
+def shutdown() -> None:
+    """Leave the process group once every process has got here (no-op for a single process).
+
+    Exiting with gloo's threads still alive aborts the process ("terminate called without an
+    active exception"), so programs that called :func:`init` call this when training is over.
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def wrap(module: nn.Module, world: World, device: torch.device) -> nn.Module:
     """``DistributedDataParallel(module)`` when there are several processes, else ``module``."""
     if world.size == 1 or not any(p.requires_grad for p in module.parameters()):
