@@ -1,5 +1,5 @@
 """Model and guide programs."""
 
-from . import vae
+from . import gmm, sbn, vae
 
-__all__ = ["vae"]
+__all__ = ["gmm", "sbn", "vae"]

@@ -1,7 +1,25 @@
 """Objectives: ``log_weights`` and pure per-data-point bounds computed from it."""
 
+from .concrete import Concrete
 from .elbo import ELBO, elbo
 from .iwae import IWAE, iwae, vimco_signal
 from .log_weights import LogWeights, log_weights
+from .nvil import NVIL
+from .wake_sleep import RWS, WakeSleep, sleep_phi, wake_phi, wake_theta
 
-__all__ = ["ELBO", "IWAE", "LogWeights", "elbo", "iwae", "log_weights", "vimco_signal"]
+__all__ = [
+    "ELBO",
+    "IWAE",
+    "NVIL",
+    "RWS",
+    "Concrete",
+    "LogWeights",
+    "WakeSleep",
+    "elbo",
+    "iwae",
+    "log_weights",
+    "sleep_phi",
+    "vimco_signal",
+    "wake_phi",
+    "wake_theta",
+]

@@ -77,7 +77,7 @@ def vimco_signal(log_w: Tensor) -> Tensor:
 
 def _dreg_surrogate(lw: LogWeights) -> Tensor:
     """sum_k w~_k (log p - log q_stopgrad) with the gradient into every z_k scaled by w~_k."""
-    not_reparam = [s.name for s in lw.guide_trace.latent if not s.fn.has_rsample]
+    not_reparam = [s.name for s in lw.guide_trace.latent if not s.is_reparameterized]
     if not_reparam:
         raise ValueError(
             f"iwae(dreg=True) needs reparameterized guide sites; {not_reparam} are not. "

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..ppl import ProgramError, ShapeError, Trace, particles, replay, trace
+from ..ppl import ProgramError, ShapeError, Trace, no_reparam, particles, replay, trace
 from ..ppl.site import Site
 
 
@@ -52,7 +52,7 @@ class LogWeights:
 
         These are the sites whose gradients need a score-function (REINFORCE) term.
         """
-        sites = [s for s in self.guide_trace.latent if not s.fn.has_rsample]
+        sites = [s for s in self.guide_trace.latent if not s.is_reparameterized]
         return self.guide_trace.log_prob_sum(sites) if sites else None
 
 
@@ -62,6 +62,7 @@ def log_weights(
     *args: Any,
     num_particles: int = 1,
     batch_dims: int = 1,
+    reparam: bool = True,
     **kwargs: Any,
 ) -> LogWeights:
     """Importance weights of ``num_particles`` guide samples per data point.
@@ -79,6 +80,8 @@ def log_weights(
         *args, **kwargs: passed to both programs (typically the data batch ``x``).
         num_particles: K, particles per data point.
         batch_dims: number of data-batch dimensions of each site's ``batch_shape``.
+        reparam: ``False`` draws every guide latent with ``sample()`` (no gradient through the
+            values), as wake-sleep objectives need.
 
     Returns:
         ``LogWeights`` with ``log_p`` and ``log_q`` shaped ``[K, *batch]``.
@@ -88,7 +91,11 @@ def log_weights(
         ProgramError: a guide site missing from the model, or an error inside a program.
     """
     with trace() as guide_trace, particles(num_particles, batch_dims):
-        guide(*args, **kwargs)
+        if reparam:
+            guide(*args, **kwargs)
+        else:
+            with no_reparam():
+                guide(*args, **kwargs)
     with trace() as model_trace, replay(guide_trace, alias=True):
         model(*args, **kwargs)
     extra = [s.name for s in guide_trace.latent if s.name not in model_trace]

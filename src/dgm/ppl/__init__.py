@@ -1,7 +1,8 @@
-"""Programs: ``sample`` and the handlers ``trace``, ``replay``, ``condition``, ``particles``."""
+"""Programs: ``sample`` and the handlers (``trace``, ``replay``, ``condition``, ``particles``, ...)."""
 
 from .errors import DuplicateSiteError, MissingSiteError, ProgramError, ShapeError, site_table
-from .handlers import Trace, condition, particles, replay, trace
+from .handlers import Trace, condition, no_reparam, particles, replay, trace, uncondition
+from .relax import relax, relaxed
 from .runtime import Handler, sample
 from .site import Site
 
@@ -14,9 +15,13 @@ __all__ = [
     "Site",
     "Trace",
     "condition",
+    "no_reparam",
     "particles",
+    "relax",
+    "relaxed",
     "replay",
     "sample",
     "site_table",
     "trace",
+    "uncondition",
 ]

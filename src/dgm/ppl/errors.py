@@ -18,7 +18,7 @@ def site_table(sites: Iterable[Site]) -> str:
         kind = (
             "observed"
             if s.is_observed
-            else ("latent" if s.fn.has_rsample else "latent (discrete/score)")
+            else ("latent" if s.is_reparameterized else "latent (score)")
         )
         rows.append(
             (

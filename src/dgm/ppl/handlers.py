@@ -1,4 +1,10 @@
-"""The four handlers every method is built from: ``trace``, ``replay``, ``condition``, ``particles``."""
+"""The handlers every method is built from.
+
+``trace``, ``replay``, ``condition`` and ``particles`` run guides and models for importance
+weights; ``uncondition`` lets a model simulate its own data (the sleep phase, inference
+compilation) and ``no_reparam`` draws latents without a gradient path (score-function and
+wake-sleep estimators).
+"""
 
 from __future__ import annotations
 
@@ -156,6 +162,41 @@ class condition(Handler):
         if site.name in self.data:
             site.value = self.data[site.name]
             site.is_observed = True
+
+
+class uncondition(Handler):
+    """Draw the observed sites from their distributions instead of observing them.
+
+    Inside ``uncondition`` a model called with data simulates a data set of the same shape:
+    every ``obs=`` site gets a fresh value and is recorded as latent. ``observations`` maps
+    each such site's name to the tensor that was passed as ``obs`` (so that the simulated
+    value can be put in its place, as ``dgm.objectives.sleep_phi`` does).
+    """
+
+    def __init__(self) -> None:
+        self.observations: dict[str, Tensor] = {}
+
+    def __enter__(self) -> uncondition:
+        super().__enter__()
+        return self
+
+    def process(self, site: Site) -> None:
+        if site.is_observed:
+            assert site.value is not None
+            self.observations[site.name] = site.value
+            site.value = None
+            site.is_observed = False
+
+
+class no_reparam(Handler):
+    """Draw latent values with ``sample()`` instead of ``rsample()``: no gradient flows through them.
+
+    Wake-sleep and score-function estimators differentiate log-densities at fixed samples;
+    this makes the samples fixed whatever the distribution supports.
+    """
+
+    def process(self, site: Site) -> None:
+        site.reparam = False
 
 
 class particles(Handler):

@@ -19,6 +19,9 @@ class Site:
         value: the value; ``None`` until a handler or the default draw fills it in.
         is_observed: ``True`` for ``obs=`` sites and sites fixed by ``condition``.
         sample_shape: extra leading shape for the default draw (set by ``particles``).
+        reparam: draw with ``rsample`` where the distribution has it (``no_reparam`` clears
+            it: the value then carries no gradient, as score-function and wake-sleep
+            estimators need).
     """
 
     name: str
@@ -26,12 +29,13 @@ class Site:
     value: Tensor | None = None
     is_observed: bool = False
     sample_shape: torch.Size = field(default_factory=torch.Size)
+    reparam: bool = True
     _log_prob: Tensor | None = field(default=None, repr=False)
 
     @property
     def is_reparameterized(self) -> bool:
         """Whether gradients flow through the value (a latent drawn with ``rsample``)."""
-        return not self.is_observed and self.fn.has_rsample
+        return not self.is_observed and self.reparam and self.fn.has_rsample
 
     @property
     def log_prob(self) -> Tensor:
@@ -42,7 +46,7 @@ class Site:
         return self._log_prob
 
     def draw(self) -> Tensor:
-        """The default draw: ``rsample`` where the distribution has it, else ``sample``."""
-        if self.fn.has_rsample:
+        """The default draw: ``rsample`` where the distribution has it (and ``reparam``), else ``sample``."""
+        if self.reparam and self.fn.has_rsample:
             return self.fn.rsample(self.sample_shape)
         return self.fn.sample(self.sample_shape)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -98,7 +97,8 @@ def fit(
         objective: maps ``(model, guide, x)`` to a per-data-point bound ``[B]`` (e.g.
             ``dgm.objectives.IWAE(5)``); the loss is its negated mean. Methods that train the
             model and the guide on different signals (wake-sleep) return a surrogate whose
-            gradients differ per parameter group.
+            gradients differ per parameter group. An objective that is an ``nn.Module``
+            (``NVIL``'s baseline) has its parameters trained and its state checkpointed too.
         data: training data ``[N, ...]``; batches move to the model's device.
         steps / epochs: the budget (exactly one; ``epochs`` may be fractional).
         batch_size: the global batch (split across processes under torchrun).
@@ -128,7 +128,10 @@ def fit(
         raise ValueError("give exactly one of steps= or epochs=")
     batches = Batches(data, batch_size, seed, world)
     total = steps if steps is not None else math.ceil(float(epochs) * batches.per_epoch)  # type: ignore[arg-type]
-    params = [p for p in itertools.chain(model.parameters(), guide.parameters()) if p.requires_grad]
+    # an objective that is a module (NVIL's baseline network) trains along with the programs
+    extra = objective if isinstance(objective, nn.Module) else None
+    modules = [model, guide] + ([extra] if extra is not None else [])
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
     opts = _optimizers(optimizer, params, lr)
     device = params[0].device if params else data.device
     model_call, guide_call = wrap(model, world, device), wrap(guide, world, device)
@@ -141,6 +144,8 @@ def fit(
         saved = checkpoint.load(ckpt_dir / "last.pt", map_location=device)
         model.load_state_dict(saved["model"])
         guide.load_state_dict(saved["guide"])
+        if extra is not None:
+            extra.load_state_dict(saved.get("objective", {}))
         for opt, state in zip(opts, saved["optimizers"], strict=True):
             opt.load_state_dict(state)
         checkpoint.set_rng_state(saved["rng"])
@@ -160,6 +165,7 @@ def fit(
             "step": result.steps,
             "model": model.state_dict(),
             "guide": guide.state_dict(),
+            "objective": extra.state_dict() if extra is not None else {},
             "optimizers": [o.state_dict() for o in opts],
             "rng": checkpoint.rng_state(),
             "best": result.best,
@@ -178,8 +184,8 @@ def fit(
         0,
         time.perf_counter(),
     )
-    model.train()
-    guide.train()
+    for m in modules:
+        m.train()
     for step in range(first_step, total + 1):
         x = batches(step - 1).to(device, non_blocking=True)
         if transform is not None:
@@ -217,8 +223,8 @@ def fit(
             improved = False
             if world.is_main:
                 metrics = validate()
-                model.train()
-                guide.train()
+                for m in modules:
+                    m.train()
                 score = next(iter(metrics.values()))
                 improved = score > result.best
                 if improved:
@@ -238,8 +244,8 @@ def fit(
             break
     if bar is not None:
         bar.close()
-    model.eval()
-    guide.eval()
+    for m in modules:
+        m.eval()
     result.seconds = time.perf_counter() - start
     result.epochs = result.steps * batch_size / n
     return result
