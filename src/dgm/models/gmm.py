@@ -113,11 +113,13 @@ class GMMGuide(nn.Module):
         return torch.softmax(self.net((x * self.input_scale).unsqueeze(-1)), -1)
 
 
+@torch.no_grad()
 def posterior_distance(model: GMMModel, guide: GMMGuide, x: Tensor) -> float:
     """Mean over ``x`` of the L2 distance between q(c | x) and the exact p(c | x)."""
     return float((guide.probs(x) - model.posterior(x)).norm(dim=-1).mean())
 
 
+@torch.no_grad()
 def mixture_distance(model: GMMModel, truth: GMMModel) -> float:
     """L2 distance between the learned and the true mixture weights."""
     return float((model.mixture_probs() - truth.mixture_probs()).norm())
