@@ -14,7 +14,7 @@ from dgm.cli import main
 from dgm.train import checkpoint
 from tests.conftest import shared_data_dir
 
-NEEDS_MNIST = {"vae-mnist", "iwae-mnist", "iwae-mnist-2layer"}
+NEEDS_MNIST = {n for n in experiments.available() if experiments.load(n).data.name != "dsprites"}
 
 
 @pytest.fixture(autouse=True)

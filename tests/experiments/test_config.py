@@ -76,7 +76,13 @@ def test_bad_files_and_cross_field_checks(tmp_path: Path) -> None:
         load_config(nested)
     with pytest.raises(ConfigError, match=r"exactly one of train.steps and train.epochs"):
         load("vae-mnist", ["train.steps=10"])
-    with pytest.raises(ConfigError, match=r"objective.name: 'rws' is not one of elbo, iwae"):
-        load("vae-mnist", ["objective.name=rws"])
+    with pytest.raises(ConfigError, match=r"objective.name: 'rwz' is not one of elbo, "):
+        load("vae-mnist", ["objective.name=rwz"])
+    with pytest.raises(ConfigError, match=r"objective.phi: 'dream' is not one of wake, sleep"):
+        load("sbn-rws-mnist", ["objective.phi=dream"])
+    with pytest.raises(ConfigError, match=r"linear; set it to \[\]"):
+        load("sbn-rws-mnist", ["model.hidden_sizes=[[10]]"])
+    with pytest.raises(ConfigError, match=r"grad_stats_draws must be >= 2"):
+        load("sbn-rws-mnist", ["train.grad_stats_draws=1"])
     with pytest.raises(ConfigError, match=r"hidden_sizes needs one list"):
         load("vae-mnist", ["model.latent_sizes=[10, 5]"])

@@ -36,7 +36,7 @@ def test_sbn_log_joint_matches_a_hand_computation() -> None:
 
 
 def test_gmm_posterior_is_exact_and_true_weights_are_proportional_to_c_plus_5() -> None:
-    model, guide, truth = gmm()
+    model, _, truth = gmm()
     probs = truth.mixture_probs()
     torch.testing.assert_close(probs, (torch.arange(20.0) + 5) / (torch.arange(20.0) + 5).sum())
     assert model.mixture_probs()[0] > 0.6  # started far from the truth
@@ -50,7 +50,9 @@ def test_gmm_posterior_is_exact_and_true_weights_are_proportional_to_c_plus_5() 
         log_joint.append(tr.log_prob_sum())
     want = torch.softmax(torch.stack(log_joint, -1), -1)
     torch.testing.assert_close(truth.posterior(x), want)
-    torch.testing.assert_close(truth.log_marginal(x), torch.logsumexp(torch.stack(log_joint, -1), -1))
+    torch.testing.assert_close(
+        truth.log_marginal(x), torch.logsumexp(torch.stack(log_joint, -1), -1)
+    )
 
 
 def test_rws_drives_the_gmm_guide_to_the_true_posterior() -> None:

@@ -177,9 +177,7 @@ def test_sleep_phi_says_how_to_map_a_reshaped_observation() -> None:
     x = torch.zeros(4, 1)
     with pytest.raises(ValueError, match="guide_args"):
         sleep_phi(Reshaping(), GlobalGuide(), x)
-    out = sleep_phi(
-        Reshaping(), GlobalGuide(), x, guide_args=lambda d: ((d["x"].reshape(-1),), {})
-    )
+    out = sleep_phi(Reshaping(), GlobalGuide(), x, guide_args=lambda d: ((d["x"].reshape(-1),), {}))
     assert out.shape == (4,)
 
 

@@ -88,7 +88,16 @@ def test_resumed_run_ends_with_the_same_parameters(tmp_path: Path) -> None:
 def test_checkpoints_hold_everything_and_leave_no_temporary_files(tmp_path: Path) -> None:
     run(tmp_path, steps=12)
     state = checkpoint.load(tmp_path / "last.pt")
-    assert set(state) == {"step", "model", "guide", "optimizers", "rng", "best", "bad_validations"}
+    assert set(state) == {
+        "step",
+        "model",
+        "guide",
+        "objective",
+        "optimizers",
+        "rng",
+        "best",
+        "bad_validations",
+    }
     assert (
         state["step"] == 12
         and len(state["optimizers"]) == 1

@@ -32,11 +32,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The VAE's sizes and likelihood (dgm.models.vae)."""
+    """The programs: a VAE (dgm.models.vae) or a sigmoid belief network (dgm.models.sbn)."""
 
-    name: str = "vae"
-    latent_sizes: list[int] = field(default_factory=lambda: [50])
-    hidden_sizes: list[list[int]] = field(default_factory=lambda: [[200, 200]])
+    name: str = "vae"  # vae | sbn
+    latent_sizes: list[int] = field(default_factory=lambda: [50])  # sbn: binary layer sizes
+    hidden_sizes: list[list[int]] = field(default_factory=lambda: [[200, 200]])  # sbn: []
     likelihood: str = "bernoulli"
     activation: str = "tanh"
 
@@ -45,9 +45,24 @@ class ModelConfig:
 class ObjectiveConfig:
     """The training objective (dgm.objectives)."""
 
-    name: str = "iwae"  # elbo | iwae
+    name: str = "iwae"  # see OBJECTIVES
     num_particles: int = 5
-    dreg: bool = False
+    dreg: bool = False  # iwae: the doubly-reparameterized guide gradient
+    phi: str = "wake"  # rws: the guide's update, wake | sleep | both
+    temperature: float = 0.6667  # concrete: the relaxation's temperature
+    baseline_hidden: int = 100  # nvil: hidden units of the baseline network C(x)
+
+
+OBJECTIVES = {
+    "elbo": "the ELBO (score-function terms with a leave-one-out baseline for discrete latents)",
+    "reinforce": "the ELBO with score-function gradients (same as elbo; named for discrete models)",
+    "iwae": "the importance-weighted bound (VIMCO control variates for discrete latents)",
+    "vimco": "the importance-weighted bound with VIMCO control variates (same as iwae)",
+    "rws": "reweighted wake-sleep: wake-theta, and objective.phi for the guide",
+    "wake-sleep": "the wake-sleep algorithm (one particle, sleep-phi)",
+    "nvil": "the ELBO with NVIL's learned baseline and variance normalization",
+    "concrete": "the concrete relaxation of the ELBO (K=1) or IWAE bound",
+}
 
 
 @dataclass
@@ -58,6 +73,7 @@ class TrainConfig:
     epochs: float | None = 10.0
     batch_size: int = 100
     lr: float = 1e-3
+    guide_lr: float | None = None  # a separate Adam for the guide (wake-sleep); None: one Adam
     adam_eps: float = 1e-8
     grad_clip: float | None = None
     seed: int = 0
@@ -66,6 +82,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     patience: int | None = None  # early stopping: validations without improvement
     valid_particles: int = 50
+    grad_stats_draws: int = 10  # gradient draws per validation for the guide's gradient SNR
     time_limit: float | None = None  # seconds
     device: str = "auto"  # auto | cpu | cuda
 
@@ -240,8 +257,10 @@ def check(cfg: ExperimentConfig) -> None:
     """Cross-field checks that types alone do not catch."""
     choices = {
         "data.name": (cfg.data.name, ("binarized_mnist", "mnist", "fashion_mnist", "dsprites")),
+        "model.name": (cfg.model.name, ("vae", "sbn")),
         "model.likelihood": (cfg.model.likelihood, ("bernoulli", "gaussian")),
-        "objective.name": (cfg.objective.name, ("elbo", "iwae")),
+        "objective.name": (cfg.objective.name, tuple(OBJECTIVES)),
+        "objective.phi": (cfg.objective.phi, ("wake", "sleep", "both")),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
     }
     for key, (value, options) in choices.items():
@@ -249,10 +268,22 @@ def check(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}")
     if (cfg.train.steps is None) == (cfg.train.epochs is None):
         raise ConfigError("set exactly one of train.steps and train.epochs (the other to null)")
-    if len(cfg.model.hidden_sizes) != len(cfg.model.latent_sizes):
+    if cfg.model.name == "vae" and len(cfg.model.hidden_sizes) != len(cfg.model.latent_sizes):
         raise ConfigError(
             "model.hidden_sizes needs one list of widths per entry of model.latent_sizes"
         )
+    if cfg.model.name == "sbn":
+        if cfg.model.hidden_sizes:
+            raise ConfigError(
+                "model.hidden_sizes: a sigmoid belief network's layers are linear; set it to [] "
+                "and give the binary layers' sizes in model.latent_sizes"
+            )
+        if cfg.model.likelihood != "bernoulli":
+            raise ConfigError("model.likelihood: a sigmoid belief network models binary data")
+    if cfg.objective.dreg and cfg.objective.name not in ("iwae", "vimco"):
+        raise ConfigError("objective.dreg applies to objective.name=iwae only")
+    if not cfg.objective.temperature > 0:
+        raise ConfigError(f"objective.temperature must be > 0, got {cfg.objective.temperature}")
     counts = {
         "train.batch_size": cfg.train.batch_size,
         "objective.num_particles": cfg.objective.num_particles,
@@ -260,3 +291,8 @@ def check(cfg: ExperimentConfig) -> None:
     for key, count in counts.items():
         if count < 1:
             raise ConfigError(f"{key} must be >= 1, got {count}")
+    if cfg.train.grad_stats_draws < 2:
+        raise ConfigError(
+            f"train.grad_stats_draws must be >= 2 (a variance needs two draws), "
+            f"got {cfg.train.grad_stats_draws}"
+        )

@@ -18,9 +18,17 @@ import yaml
 from torch import Tensor, nn
 
 from .. import data as datasets
-from ..metrics import active_units, elbo_terms, log_likelihood
+from ..metrics import (
+    active_units,
+    effective_sample_size,
+    elbo_terms,
+    gradient_stats,
+    log_likelihood,
+)
+from ..models.sbn import SBNGuide, SBNModel
 from ..models.vae import VAEGuide, VAEModel
-from ..objectives import ELBO, IWAE, iwae, log_weights
+from ..nn import MLP
+from ..objectives import ELBO, IWAE, NVIL, RWS, Concrete, WakeSleep, iwae, log_weights
 from ..ppl import replay, trace
 from ..report import image_grid, write_report
 from ..train import checkpoint, distributed, fit
@@ -73,18 +81,37 @@ def load_data(cfg: ExperimentConfig) -> Splits:
     return Splits(train[: d.train_points], valid, test, (28, 28), transform)
 
 
-def build(cfg: ExperimentConfig, data_size: int) -> tuple[VAEModel, VAEGuide]:
+Programs = tuple[VAEModel, VAEGuide] | tuple[SBNModel, SBNGuide]
+
+
+def build(cfg: ExperimentConfig, data_size: int) -> Programs:
     """The model and guide that ``cfg.model`` describes."""
     m = cfg.model
+    if m.name == "sbn":
+        return SBNModel(data_size, m.latent_sizes), SBNGuide(data_size, m.latent_sizes)
     hidden = [tuple(h) for h in m.hidden_sizes]
     model = VAEModel(data_size, m.latent_sizes, hidden, m.likelihood, m.activation)
     guide = VAEGuide(data_size, m.latent_sizes, hidden, m.activation)
     return model, guide
 
 
-def build_objective(cfg: ExperimentConfig) -> ELBO | IWAE:
+def build_objective(cfg: ExperimentConfig, data_size: int) -> Any:
+    """The training objective that ``cfg.objective`` names (see ``config.OBJECTIVES``)."""
     o = cfg.objective
-    return ELBO(o.num_particles) if o.name == "elbo" else IWAE(o.num_particles, o.dreg)
+    if o.name in ("elbo", "reinforce"):
+        return ELBO(o.num_particles)
+    if o.name in ("iwae", "vimco"):
+        return IWAE(o.num_particles, o.dreg)
+    if o.name == "rws":
+        return RWS(o.num_particles, o.phi)
+    if o.name == "wake-sleep":
+        return WakeSleep()
+    if o.name == "nvil":
+        baseline = MLP((data_size, o.baseline_hidden, 1), cfg.model.activation)
+        return NVIL(baseline, o.num_particles)
+    if o.name == "concrete":
+        return Concrete(o.num_particles, o.temperature)
+    raise ValueError(f"unknown objective {o.name!r}")
 
 
 def train(
@@ -113,19 +140,44 @@ def train(
     valid = splits.valid.to(device)
     t = cfg.train
 
-    def validate() -> dict[str, float]:
-        with torch.no_grad():
-            bound = iwae(log_weights(model, guide, valid, num_particles=t.valid_particles))
-        return {f"valid/iwae_k{t.valid_particles}": bound.mean().item()}
+    objective = build_objective(cfg, splits.train.shape[1])
+    if isinstance(objective, nn.Module):
+        objective.to(device)
+    probe = splits.train[: min(t.batch_size, 100)].to(device)
 
-    params = [*model.parameters(), *guide.parameters()]
-    optimizer = torch.optim.Adam(params, lr=t.lr, eps=t.adam_eps)
+    def validate() -> dict[str, float]:
+        k = t.valid_particles
+        with torch.no_grad():
+            lw = log_weights(model, guide, valid, num_particles=k)
+            metrics = {
+                f"valid/iwae_k{k}": iwae(lw).mean().item(),
+                f"valid/ess_k{k}": effective_sample_size(lw.log_w).mean().item(),
+            }
+        if isinstance(objective, nn.Module):
+            objective.eval()  # measuring must not move NVIL's running statistics
+        stats = gradient_stats(objective, model, guide, probe, num_draws=t.grad_stats_draws)
+        metrics["valid/guide_grad_snr"] = stats.snr
+        metrics["valid/guide_grad_variance"] = stats.total_variance
+        return metrics
+
+    model_params = [*model.parameters()]
+    if isinstance(objective, nn.Module):
+        model_params += list(objective.parameters())
+    if t.guide_lr is None:
+        optimizer: Any = torch.optim.Adam(
+            [*model_params, *guide.parameters()], lr=t.lr, eps=t.adam_eps
+        )
+    else:  # the model and the guide each with their own Adam (wake-sleep style)
+        optimizer = [
+            torch.optim.Adam(model_params, lr=t.lr, eps=t.adam_eps),
+            torch.optim.Adam(guide.parameters(), lr=t.guide_lr, eps=t.adam_eps),
+        ]
     log = MetricsLog(run) if world.is_main else None
     try:
         result = fit(
             model,
             guide,
-            build_objective(cfg),
+            objective,
             splits.train,
             steps=t.steps,
             epochs=t.epochs,
@@ -165,7 +217,7 @@ def train(
 
 def load_run(
     run_dir: str | Path, which: str = "best", device: str | None = None
-) -> tuple[ExperimentConfig, VAEModel, VAEGuide, Splits]:
+) -> tuple[ExperimentConfig, nn.Module, nn.Module, Splits]:
     """Config, trained model and guide, and data of a run directory."""
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
