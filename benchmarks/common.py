@@ -6,7 +6,10 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,28 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def interleaved_medians(
+    impls: dict[str, Callable[[torch.Tensor], None]], x: torch.Tensor, rounds: int, steps: int
+) -> dict[str, float]:
+    """Median seconds per step of each implementation, run in rotating order round by round.
+
+    Interleaving makes machine noise (another process, frequency changes) hit every
+    implementation alike; three warm-up steps each come first.
+    """
+    for step in impls.values():
+        for _ in range(3):
+            step(x)
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    names = list(impls)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                impls[name](x)
+            times[name].append((time.perf_counter() - t0) / steps)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def write_result(name: str, payload: dict[str, Any], markdown: str) -> Path:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
-from common import write_result
+from common import interleaved_medians, write_result
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -141,18 +139,7 @@ def main() -> None:
         impls = {"hand-written": handwritten_step(k), "dgm": dgm_step(k)}
         if have_pyro:
             impls["pyro"] = pyro_step(k)
-        for step in impls.values():  # warm-up
-            for _ in range(3):
-                step(x)
-        times: dict[str, list[float]] = {name: [] for name in impls}
-        names = list(impls)
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                t0 = time.perf_counter()
-                for _ in range(args.steps):
-                    impls[name](x)
-                times[name].append((time.perf_counter() - t0) / args.steps)
-        med = {name: statistics.median(ts) for name, ts in times.items()}
+        med = interleaved_medians(impls, x, args.rounds, args.steps)
         base = med["hand-written"]
         label = "VAE (ELBO, K=1)" if k == 1 else f"IWAE K={k}"
         payload[label] = {n: {"median_s": m, "ratio": m / base} for n, m in med.items()}
