@@ -22,14 +22,15 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent
+from torch.distributions import Distribution
 
+from ..distributions import IndependentBernoulli
 from ..ppl import sample
 from .vae import check_shape
 
 
 def _bernoulli(logits: Tensor) -> Distribution:
-    return Independent(Bernoulli(logits=logits, validate_args=False), 1)
+    return IndependentBernoulli(logits)
 
 
 def _names(num_layers: int) -> list[str]:

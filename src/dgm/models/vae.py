@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
 
+from ..distributions import IndependentBernoulli
 from ..nn import MLP
 from ..ppl import sample
 
@@ -100,7 +101,7 @@ class VAEModel(nn.Module):
         """p(x | z_1): independent Bernoulli (logits) or Gaussian pixels."""
         out = self.decoder(z1)
         if self.likelihood == "bernoulli":
-            return Independent(Bernoulli(logits=out, validate_args=False), 1)
+            return IndependentBernoulli(out)
         loc, raw_scale = out.chunk(2, dim=-1)
         scale = nn.functional.softplus(raw_scale) + 1e-3
         return Independent(Normal(loc, scale, validate_args=False), 1)
