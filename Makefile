@@ -31,6 +31,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/step_time.py
+	$(PY) benchmarks/rws_step_time.py
 	$(PY) benchmarks/loglik_cost.py
 
 clean:
