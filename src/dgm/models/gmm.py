@@ -67,23 +67,21 @@ class GMMModel(nn.Module):
         loc = (c * self.get_buffer("means")).sum(-1)
         return sample("x", Normal(loc, self.scale, validate_args=False), obs=x)
 
+    def log_joint(self, x: Tensor) -> Tensor:
+        """log p(c, x) for every component c, ``[B, C]``."""
+        means = self.get_buffer("means")
+        log_prior = torch.log_softmax(SOFTMAX_MULTIPLIER * self.logits, -1)
+        return log_prior + Normal(means, self.scale).log_prob(x.unsqueeze(-1))
+
     @torch.no_grad()
     def posterior(self, x: Tensor) -> Tensor:
         """The exact p(c | x), ``[B, C]``."""
-        means = self.get_buffer("means")
-        log_joint = torch.log_softmax(SOFTMAX_MULTIPLIER * self.logits, -1) + Normal(
-            means, self.scale
-        ).log_prob(x.unsqueeze(-1))
-        return torch.softmax(log_joint, -1)
+        return torch.softmax(self.log_joint(x), -1)
 
     @torch.no_grad()
     def log_marginal(self, x: Tensor) -> Tensor:
         """The exact log p(x), ``[B]``."""
-        means = self.get_buffer("means")
-        log_joint = torch.log_softmax(SOFTMAX_MULTIPLIER * self.logits, -1) + Normal(
-            means, self.scale
-        ).log_prob(x.unsqueeze(-1))
-        return torch.logsumexp(log_joint, -1)
+        return torch.logsumexp(self.log_joint(x), -1)
 
     @torch.no_grad()
     def simulate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
