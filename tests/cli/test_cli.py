@@ -49,6 +49,29 @@ def test_every_packaged_experiment_runs_end_to_end_at_smoke_size(
     assert final[f"test_log_likelihood_k{cfg.eval.num_particles}"] < 0
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["objective.name=reinforce", "objective.num_particles=1"],
+        ["objective.phi=sleep"],
+        ["objective.phi=both", "train.guide_lr=1e-3"],
+        ["objective.name=vimco", "model.latent_sizes=[12]"],
+    ],
+)
+def test_the_other_discrete_estimators_train_an_sbn_from_the_cli(
+    overrides: list[str], tmp_path: Path
+) -> None:
+    if shared_data_dir() is None:
+        pytest.skip("DGM_DATA_DIR is not set to the real data")
+    sets = [a for o in overrides for a in ("--set", o)]
+    out = tmp_path / "run"
+    args = ["train", "sbn-rws-mnist", "--smoke", "--no-progress", "--out", str(out), *sets]
+    assert main(args) == 0
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("valid/guide_grad_snr" in r for r in log)
+    assert json.loads((out / "final_metrics.json").read_text())["train_steps"] == 8
+
+
 def test_eval_sample_and_report_on_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
