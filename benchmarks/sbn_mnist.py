@@ -156,7 +156,7 @@ def main() -> None:
         f"{args.minutes:g} min of training per variant on this machine (Adam lr 3e-4, batch 100); "
         f"test log p(x) with K={args.eval_particles} on the first {len(test_x)} test digits "
         "(± standard error over digits); test ELBO with 10 samples; guide-gradient SNR "
-        "(mean over guide parameters of |mean| / std over 20 draws on one batch of 100) and "
+        "(||mean|| / sqrt(total variance) of the guide gradient over 20 draws on one batch of 100) and "
         "ESS of 50 importance weights at the end of training.\n\n"
         "| estimator | passes | ms / step | test log p(x) | test ELBO | guide grad SNR | "
         "ESS / 50 | published (long training) |\n"

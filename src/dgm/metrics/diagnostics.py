@@ -25,8 +25,9 @@ class GradientStats:
     Attributes:
         mean: the average gradient, flattened over the chosen parameters.
         variance: its per-coordinate variance.
-        snr: mean over coordinates of |mean| / std (Rainforth et al. 2018's signal-to-noise
-            ratio, averaged); higher is better.
+        snr: ||mean||_2 / sqrt(total variance): the signal-to-noise ratio of the gradient
+            vector (Rainforth et al. 2018 use |mean| / std per coordinate; the norm ratio is
+            not dominated by coordinates whose gradient happens to be deterministic).
         total_variance: sum of the per-coordinate variances (trace of the covariance).
     """
 
@@ -72,5 +73,6 @@ def gradient_stats(
         draws.append(torch.cat(flat))
     g = torch.stack(draws)
     mean, var = g.mean(0), g.var(0)
-    snr = (mean.abs() / var.sqrt().clamp(min=1e-12)).mean().item()
-    return GradientStats(mean, var, snr, var.sum().item())
+    total = var.sum()
+    snr = (mean.norm() / total.sqrt()).item() if total > 0 else float("inf")
+    return GradientStats(mean, var, snr, total.item())

@@ -1,0 +1,15 @@
+"""Inference with a model and (optionally) a trained guide: importance sampling, MCMC, diagnostics."""
+
+from .diagnostics import effective_sample_size, r_hat
+from .importance import WeightedSamples, importance_sampling
+from .mcmc import Chains, log_joint, metropolis_hastings
+
+__all__ = [
+    "Chains",
+    "WeightedSamples",
+    "effective_sample_size",
+    "importance_sampling",
+    "log_joint",
+    "metropolis_hastings",
+    "r_hat",
+]
