@@ -5,7 +5,7 @@ from .elbo import ELBO, elbo
 from .iwae import IWAE, iwae, vimco_signal
 from .log_weights import LogWeights, log_weights
 from .nvil import NVIL
-from .wake_sleep import RWS, WakeSleep, sleep_phi, wake_phi, wake_theta
+from .wake_sleep import RWS, Sleep, WakeSleep, sleep_phi, wake_phi, wake_theta
 
 __all__ = [
     "ELBO",
@@ -14,6 +14,7 @@ __all__ = [
     "RWS",
     "Concrete",
     "LogWeights",
+    "Sleep",
     "WakeSleep",
     "elbo",
     "iwae",

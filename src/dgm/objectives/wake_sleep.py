@@ -175,6 +175,26 @@ class RWS:
         return f"{type(self).__name__}(num_particles={self.num_particles}, phi={self.phi!r})"
 
 
+class Sleep:
+    """Simulation-based training of a guide alone: maximize E_{p(x, z)}[log q(z | x)].
+
+    This is inference compilation (Le, Baydin & Wood 2017; Paige & Wood 2016): the guide is
+    fitted to the model's own simulations before any real data is seen, and can then serve as
+    an importance-sampling or independence-MH proposal for any observed data set. Each call
+    simulates one data set per entry of the batch (``sleep_phi``): a batch of data sets is a
+    tensor dimension, not a Python loop. The arguments only give the batch its shape (and any
+    covariates, e.g. the inputs t of a regression); observed values are replaced by dreams.
+
+    The value is log q(z | x) at the dreams, ``[B]``; only the guide gets a gradient.
+    """
+
+    def __call__(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Tensor:
+        return sleep_phi(model, guide, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return "Sleep()"
+
+
 class WakeSleep(RWS):
     """The wake-sleep algorithm (Hinton et al. 1995): wake-theta with one guide sample, sleep-phi."""
 
