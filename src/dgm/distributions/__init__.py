@@ -1,5 +1,6 @@
-"""Distributions with fused log-densities for the hot paths of training."""
+"""Additions to torch.distributions: fused likelihoods and masked batches of points."""
 
 from .bernoulli import IndependentBernoulli
+from .masked import MaskedIndependent
 
-__all__ = ["IndependentBernoulli"]
+__all__ = ["IndependentBernoulli", "MaskedIndependent"]

@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 class DataConfig:
     """Which data set, how much of it, and how to binarize."""
 
-    name: str = "binarized_mnist"  # binarized_mnist | mnist | fashion_mnist | dsprites
+    name: str = "binarized_mnist"  # binarized_mnist | mnist | fashion_mnist | dsprites | polyreg
     data_dir: str | None = None
     train_points: int | None = None  # a subset of the training set (None: all)
     valid_points: int = 1000
@@ -34,11 +34,17 @@ class DataConfig:
 class ModelConfig:
     """The programs: a VAE (dgm.models.vae) or a sigmoid belief network (dgm.models.sbn)."""
 
-    name: str = "vae"  # vae | sbn
+    name: str = "vae"  # vae | sbn | polyreg
     latent_sizes: list[int] = field(default_factory=lambda: [50])  # sbn: binary layer sizes
     hidden_sizes: list[list[int]] = field(default_factory=lambda: [[200, 200]])  # sbn: []
     likelihood: str = "bernoulli"
     activation: str = "tanh"
+    # polyreg (dgm.models.regression, proposal dgm.models.AutoGuide with hidden_sizes[0])
+    degree: int = 2
+    points: int = 10  # points per data set (the maximum, with variable_points)
+    variable_points: bool = False  # 3..points points per data set (needs embedding: set)
+    embedding: str = "mlp"  # mlp | set
+    components: int = 1  # mixture components of the proposal
 
 
 @dataclass
@@ -62,6 +68,7 @@ OBJECTIVES = {
     "wake-sleep": "the wake-sleep algorithm (one particle, sleep-phi)",
     "nvil": "the ELBO with NVIL's learned baseline and variance normalization",
     "concrete": "the concrete relaxation of the ELBO (K=1) or IWAE bound",
+    "sleep": "inference compilation: the guide fitted to the model's simulations",
 }
 
 
@@ -93,6 +100,12 @@ class EvalConfig:
 
     num_particles: int = 5000
     batch_size: int = 100
+    # polyreg study
+    datasets: int = 50  # held-out data sets scored (the first four are drawn)
+    curves: int = 30  # curves drawn per panel
+    mcmc_samples: int = 4000  # MH draws per data set (4 chains)
+    repeats: int = 5  # importance-sampling repeats for the log-evidence spread
+    reference_samples: int = 40000  # the long reference chain's draws per data set
 
 
 @dataclass
@@ -256,8 +269,12 @@ def load_config(
 def check(cfg: ExperimentConfig) -> None:
     """Cross-field checks that types alone do not catch."""
     choices = {
-        "data.name": (cfg.data.name, ("binarized_mnist", "mnist", "fashion_mnist", "dsprites")),
-        "model.name": (cfg.model.name, ("vae", "sbn")),
+        "data.name": (
+            cfg.data.name,
+            ("binarized_mnist", "mnist", "fashion_mnist", "dsprites", "polyreg"),
+        ),
+        "model.name": (cfg.model.name, ("vae", "sbn", "polyreg")),
+        "model.embedding": (cfg.model.embedding, ("mlp", "set")),
         "model.likelihood": (cfg.model.likelihood, ("bernoulli", "gaussian")),
         "objective.name": (cfg.objective.name, tuple(OBJECTIVES)),
         "objective.phi": (cfg.objective.phi, ("wake", "sleep", "both")),
@@ -271,6 +288,21 @@ def check(cfg: ExperimentConfig) -> None:
     if cfg.model.name == "vae" and len(cfg.model.hidden_sizes) != len(cfg.model.latent_sizes):
         raise ConfigError(
             "model.hidden_sizes needs one list of widths per entry of model.latent_sizes"
+        )
+    polyreg = (
+        cfg.model.name == "polyreg",
+        cfg.data.name == "polyreg",
+        cfg.objective.name == "sleep",
+    )
+    if any(polyreg) and not all(polyreg):
+        raise ConfigError(
+            "the polynomial-regression study needs model.name, data.name and objective.name "
+            "set together to polyreg, polyreg and sleep"
+        )
+    if cfg.model.name == "polyreg" and cfg.model.variable_points and cfg.model.embedding != "set":
+        raise ConfigError(
+            "model.variable_points needs model.embedding=set (a permutation-invariant "
+            "embedding that ignores padding)"
         )
     if cfg.model.name == "sbn":
         if cfg.model.hidden_sizes:

@@ -123,6 +123,10 @@ def train(
     rank 0 logs, checkpoints, evaluates and writes the report.
     """
     run = Path(run_dir)
+    if cfg.model.name == "polyreg":
+        from . import regression_study
+
+        return regression_study.train(cfg, run, resume, progress)
     device = distributed.local_device(cfg.train.device)
     world = distributed.init(device)
     if resume and not (run / "checkpoints" / "last.pt").is_file():
@@ -225,6 +229,11 @@ def load_run(
             f"{run} is not a dgm run directory (no config.yaml); give the --out directory of `dgm train`"
         )
     cfg: ExperimentConfig = from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    if cfg.model.name == "polyreg":
+        raise ValueError(
+            f"{run} is a polynomial-regression study: it has no images to sample; its "
+            "figures are in posterior_curves.png and report.html (dgm eval re-runs the study)"
+        )
     path = run / "checkpoints" / f"{which}.pt"
     if not path.is_file():
         path = run / "checkpoints" / "last.pt"
@@ -244,6 +253,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Test log-likelihood, ELBO terms and active units of a run; write final_metrics.json and pictures."""
     run = Path(run_dir)
+    if _kind(run) == "polyreg":
+        from . import regression_study
+
+        return regression_study.evaluate(run, num_particles, extra=extra or _kept_summary(run))
     cfg, model, guide, splits = load_run(run)
     k = num_particles or cfg.eval.num_particles
     test = splits.test.to(next(model.parameters()).device)
@@ -275,6 +288,30 @@ def evaluate(
     (run / "final_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_pictures(run, model, guide, splits)
     return metrics
+
+
+def _kind(run: Path) -> str:
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"{run} is not a dgm run directory (no config.yaml); give the --out directory of `dgm train`"
+        )
+    return str(
+        (yaml.safe_load((run / "config.yaml").read_text()) or {})
+        .get("model", {})
+        .get("name", "vae")
+    )
+
+
+def _kept_summary(run: Path) -> dict[str, Any]:
+    """The training summary of an earlier evaluation, kept when re-evaluating."""
+    previous = run / "final_metrics.json"
+    if not previous.is_file():
+        return {}
+    return {
+        key: v
+        for key, v in json.loads(previous.read_text()).items()
+        if key.startswith(("train_", "best_", "stopped_"))
+    }
 
 
 @torch.no_grad()

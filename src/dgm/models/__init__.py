@@ -1,5 +1,6 @@
 """Model and guide programs."""
 
-from . import gmm, sbn, vae
+from . import auto_guide, gmm, regression, sbn, vae
+from .auto_guide import AutoGuide
 
-__all__ = ["gmm", "sbn", "vae"]
+__all__ = ["AutoGuide", "auto_guide", "gmm", "regression", "sbn", "vae"]

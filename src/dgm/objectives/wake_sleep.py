@@ -23,7 +23,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -80,6 +80,7 @@ def sleep_phi(
     model: Callable[..., Any],
     guide: Callable[..., Any],
     *args: Any,
+    observed: Sequence[str] | None = None,
     guide_args: Callable[[dict[str, Tensor]], tuple[tuple[Any, ...], dict[str, Any]]] | None = None,
     **kwargs: Any,
 ) -> Tensor:
@@ -94,6 +95,10 @@ def sleep_phi(
         model, guide: the programs, called as in ``log_weights``.
         *args, **kwargs: the real batch's arguments. Each argument that was passed to the
             model as an ``obs=`` value is replaced by its dream for the guide.
+        observed: for models called without their observations (``model(t)`` with
+            ``y=None``, as in simulation-based training): the names of the sites that are the
+            data; their dreams are passed to the guide as keyword arguments of those names
+            (``guide(t, y=dream_y)``).
         guide_args: for programs where that matching does not work (the observation is
             reshaped inside the model, say): maps the dream's site values to the guide's
             ``(args, kwargs)``.
@@ -103,16 +108,23 @@ def sleep_phi(
     """
     with torch.no_grad(), trace() as dream, no_reparam(), uncondition() as simulated:
         model(*args, **kwargs)
-    if not simulated.observations:
+    data_sites = set(simulated.observations) | set(observed or ())
+    if not data_sites:
         raise ValueError(
             "sleep_phi: the model observed nothing (no dgm.sample(..., obs=...) site), so "
-            "there is no data to dream"
+            "there is no data to dream; call it with its data, or name the data sites with "
+            "observed=[...]"
         )
-    if guide_args is not None:
+    missing = [n for n in observed or () if n not in dream]
+    if missing:
+        raise ValueError(f"sleep_phi: observed site(s) {missing} are not sites of the model")
+    if observed:
+        g_args, g_kwargs = args, {**kwargs, **{n: dream[n].value for n in observed}}
+    elif guide_args is not None:
         g_args, g_kwargs = guide_args({s.name: s.value for s in dream if s.value is not None})
     else:
         g_args, g_kwargs = _dreamed_arguments(dream, simulated.observations, args, kwargs)
-    latent = {n for n in dream.sites if n not in simulated.observations}
+    latent = {n for n in dream.sites if n not in data_sites}
     with trace() as q, replay(dream):
         guide(*g_args, **g_kwargs)
     sites = [s for s in q.latent if s.name in latent]
@@ -186,13 +198,20 @@ class Sleep:
     covariates, e.g. the inputs t of a regression); observed values are replaced by dreams.
 
     The value is log q(z | x) at the dreams, ``[B]``; only the guide gets a gradient.
+
+    Args:
+        observed: the names of the data sites, for models called without their data (see
+            ``sleep_phi``); ``None`` when the call carries the (placeholder) observations.
     """
 
+    def __init__(self, observed: Sequence[str] | None = None) -> None:
+        self.observed = list(observed) if observed is not None else None
+
     def __call__(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Tensor:
-        return sleep_phi(model, guide, *args, **kwargs)
+        return sleep_phi(model, guide, *args, observed=self.observed, **kwargs)
 
     def __repr__(self) -> str:
-        return "Sleep()"
+        return f"Sleep(observed={self.observed})"
 
 
 class WakeSleep(RWS):

@@ -17,6 +17,7 @@ PICTURES = (
     ("learning_curves.png", "Learning curves"),
     ("samples.png", "Samples from the model"),
     ("reconstructions.png", "Data and reconstructions"),
+    ("posterior_curves.png", "Posterior curves per method on held-out data sets"),
 )
 
 _STYLE = """

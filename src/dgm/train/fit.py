@@ -17,6 +17,7 @@ from .distributed import SINGLE, World, wrap
 from .metrics_log import MetricsLog
 
 Objective = Callable[..., Tensor]
+Data = Tensor | tuple[Tensor, ...] | dict[str, Tensor]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -35,15 +36,50 @@ class FitResult:
     stopped_early: bool = False
 
 
+def _leading(data: Data) -> int:
+    """The number of points of a tensor, or of every tensor of a tuple or dict (checked)."""
+    tensors = (
+        list(data.values())
+        if isinstance(data, dict)
+        else (list(data) if isinstance(data, tuple) else [data])
+    )
+    if not tensors:
+        raise ValueError("fit: the data holds no tensors")
+    sizes = {int(t.shape[0]) for t in tensors}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"fit: the data's tensors have different numbers of points {sorted(sizes)}; "
+            "every tensor of a tuple or dict must index the same points in its first dimension"
+        )
+    return sizes.pop()
+
+
+def _index(data: Data, idx: Tensor) -> Data:
+    if isinstance(data, dict):
+        return {k: v[idx] for k, v in data.items()}
+    if isinstance(data, tuple):
+        return tuple(v[idx] for v in data)
+    return data[idx]
+
+
+def _to(data: Data, device: torch.device) -> Data:
+    if isinstance(data, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in data.items()}
+    if isinstance(data, tuple):
+        return tuple(v.to(device, non_blocking=True) for v in data)
+    return data.to(device, non_blocking=True)
+
+
 class Batches:
     """Minibatches by step number: epoch e is a permutation drawn from ``(seed, e)`` alone.
 
     Step s of any run with the same seed sees the same global batch, which makes resuming
-    exact. With several processes, rank r takes every ``world.size``-th point of it.
+    exact. With several processes, rank r takes every ``world.size``-th point of it. Data is
+    a tensor, or a tuple or dict of tensors indexed alike (e.g. inputs and a padding mask).
     """
 
-    def __init__(self, data: Tensor, batch_size: int, seed: int, world: World = SINGLE) -> None:
-        n = data.shape[0]
+    def __init__(self, data: Data, batch_size: int, seed: int, world: World = SINGLE) -> None:
+        n = _leading(data)
         if n < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the data set ({n} points)")
         if batch_size % world.size:
@@ -54,21 +90,21 @@ class Batches:
         self.per_epoch = n // batch_size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
-    def __call__(self, step: int) -> Tensor:
+    def __call__(self, step: int) -> Data:
         """The batch of 0-based ``step`` (this process's share of it)."""
         epoch, i = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.data.shape[0], generator=g)
+            self._epoch, self._perm = epoch, torch.randperm(_leading(self.data), generator=g)
         idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
-        return self.data[idx[self.world.rank :: self.world.size]]
+        return _index(self.data, idx[self.world.rank :: self.world.size])
 
 
 def fit(
     model: nn.Module,
     guide: nn.Module,
     objective: Objective,
-    data: Tensor,
+    data: Data,
     *,
     steps: int | None = None,
     epochs: float | None = None,
@@ -99,14 +135,16 @@ def fit(
             model and the guide on different signals (wake-sleep) return a surrogate whose
             gradients differ per parameter group. An objective that is an ``nn.Module``
             (``NVIL``'s baseline) has its parameters trained and its state checkpointed too.
-        data: training data ``[N, ...]``; batches move to the model's device.
+        data: training data ``[N, ...]``; batches move to the model's device. A tuple of
+            tensors is passed as positional arguments, a dict as keyword arguments
+            (``objective(model, guide, *batch)`` / ``(**batch)``), each indexed alike.
         steps / epochs: the budget (exactly one; ``epochs`` may be fractional).
         batch_size: the global batch (split across processes under torchrun).
         lr: learning rate of the default optimizer (Adam over all parameters).
         optimizer: one optimizer or several (e.g. one for the model and one for the guide);
             all of them step after each backward pass.
         grad_clip: clip the global gradient norm to this value.
-        transform: applied to each batch (e.g. ``dgm.data.dynamic_binarize``).
+        transform: applied to each batch (e.g. ``dgm.data.dynamic_binarize``); tensor data only.
         seed: seeds the data order (the programs' own draws use the global torch RNG).
         log_every: record the mean loss every this many steps.
         progress: a tqdm bar with the loss and examples/s.
@@ -123,7 +161,9 @@ def fit(
         NonFiniteLossError: the loss is NaN or infinite; nothing is updated on that step and
             the last good checkpoint is kept.
     """
-    n = data.shape[0]
+    n = _leading(data)
+    if transform is not None and not isinstance(data, Tensor):
+        raise ValueError("fit: transform= applies to tensor data, not to a tuple or dict")
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps= or epochs=")
     batches = Batches(data, batch_size, seed, world)
@@ -133,7 +173,7 @@ def fit(
     modules = [model, guide] + ([extra] if extra is not None else [])
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     opts = _optimizers(optimizer, params, lr)
-    device = params[0].device if params else data.device
+    device = params[0].device if params else torch.device("cpu")
     model_call, guide_call = wrap(model, world, device), wrap(guide, world, device)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     result = FitResult()
@@ -187,10 +227,14 @@ def fit(
     for m in modules:
         m.train()
     for step in range(first_step, total + 1):
-        x = batches(step - 1).to(device, non_blocking=True)
-        if transform is not None:
-            x = transform(x)
-        loss = -objective(model_call, guide_call, x).mean()
+        x = _to(batches(step - 1), device)
+        if isinstance(x, dict):
+            bound = objective(model_call, guide_call, **x)
+        elif isinstance(x, tuple):
+            bound = objective(model_call, guide_call, *x)
+        else:
+            bound = objective(model_call, guide_call, transform(x) if transform else x)
+        loss = -bound.mean()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(_non_finite_message(loss, step, batch_size, n, ckpt_dir))
         for opt in opts:
