@@ -83,3 +83,26 @@ def test_the_vectorized_sleep_objective_equals_a_loop_over_data_sets() -> None:
         q["z"].log_prob.sum().backward()
     for got, want in zip(batched, [p.grad for p in guide.parameters()], strict=True):
         torch.testing.assert_close(got, want)
+
+
+def test_adaptive_importance_sampling_fits_the_proposal_to_one_data_set() -> None:
+    class Free(torch.nn.Module):  # q(z) = N(m, s), one per data set, started at the prior
+        def __init__(self, b: int) -> None:
+            super().__init__()
+            self.m = torch.nn.Parameter(torch.zeros(b))
+            self.log_s = torch.nn.Parameter(torch.zeros(b))
+
+        def forward(self, x: torch.Tensor) -> None:
+            dgm.sample("z", torch.distributions.Normal(self.m, self.log_s.exp()))
+
+    torch.manual_seed(6)
+    x = held_out(3)
+    model, guide = GaussianMeanModel(), Free(3)
+    before = importance_sampling(model, guide, x, num_samples=1000).ess
+    after = dgm.infer.adaptive_importance_sampling(
+        model, guide, x, num_samples=1000, steps=150, lr=0.05
+    )
+    mean, sd = posterior(x)
+    assert (after.ess > 3 * before).all() and (after.ess > 600).all()
+    torch.testing.assert_close(guide.m.detach(), mean, atol=0.05, rtol=0)
+    torch.testing.assert_close(guide.log_s.exp().detach(), sd, rtol=0.2, atol=0)

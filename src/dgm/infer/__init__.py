@@ -1,5 +1,6 @@
 """Inference with a model and (optionally) a trained guide: importance sampling, MCMC, diagnostics."""
 
+from .adaptive import adaptive_importance_sampling
 from .diagnostics import effective_sample_size, r_hat
 from .importance import WeightedSamples, importance_sampling
 from .mcmc import Chains, log_joint, metropolis_hastings
@@ -7,6 +8,7 @@ from .mcmc import Chains, log_joint, metropolis_hastings
 __all__ = [
     "Chains",
     "WeightedSamples",
+    "adaptive_importance_sampling",
     "effective_sample_size",
     "importance_sampling",
     "log_joint",
