@@ -66,13 +66,23 @@ def vimco_signal(log_w: Tensor) -> Tensor:
     """VIMCO's per-particle learning signal log L_K - log L_K^{-k}, shape ``[K, *batch]``.
 
     L_K^{-k} is the IWAE estimate with log w_k replaced by the mean of the other K - 1
-    log-weights (Mnih & Rezende 2016, Eq. 9); it does not depend on z_k.
+    log-weights (Mnih & Rezende 2016, Eq. 9); it does not depend on z_k. Computed in O(K)
+    time and memory: the sum of the other weights is the total minus w_k, shifted by the
+    largest weight (so at least one term of the remainder is 1 and nothing cancels), except
+    for the largest weight itself, whose remainder is summed directly under the second
+    largest.
     """
     k = log_w.shape[0]
     others_mean = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)
-    replaced = log_w.unsqueeze(0).expand(k, *log_w.shape).clone()
-    torch.diagonal(replaced, 0, 0, 1).copy_(others_mean.movedim(0, -1))
-    return torch.logsumexp(log_w, 0) - torch.logsumexp(replaced, 1)
+    top = log_w.topk(2, dim=0)
+    m1, m2 = top.values[:1], top.values[1:2]
+    is_max = torch.zeros_like(log_w, dtype=torch.bool).scatter_(0, top.indices[:1], True)
+    scaled = torch.exp(log_w - m1)
+    rest = (scaled.sum(0, keepdim=True) - scaled).clamp(min=torch.finfo(log_w.dtype).tiny)
+    rest_of_max = torch.where(is_max, 0.0, torch.exp(log_w - m2)).sum(0, keepdim=True)
+    log_others = torch.where(is_max, m2 + rest_of_max.log(), m1 + rest.log())
+    log_l_minus = torch.logaddexp(log_others, others_mean)
+    return torch.logsumexp(log_w, 0, keepdim=True).squeeze(0) - log_l_minus
 
 
 def _dreg_surrogate(lw: LogWeights) -> Tensor:
