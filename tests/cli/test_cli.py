@@ -55,6 +55,9 @@ def test_every_packaged_experiment_runs_end_to_end_at_smoke_size(
         for method in ("prior_is", "proposal_is", "mh_random_walk", "mh_independence"):
             assert final[method]["ess_per_sample"] > 0, method
         assert "Posterior curves" in (out / "report.html").read_text()
+        capsys.readouterr()
+        assert main(["sample", str(out)]) == 1
+        assert "no images to sample" in capsys.readouterr().err
     else:
         assert final[f"test_log_likelihood_k{cfg.eval.num_particles}"] < 0
 

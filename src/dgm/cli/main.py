@@ -12,11 +12,18 @@ from pathlib import Path
 
 from .. import experiments
 from ..data import ChecksumError, DataNotFoundError
-from ..experiments.config import ConfigError
+from ..experiments.config import ConfigError, RunKindError
 from ..train import NonFiniteLossError
 
 # Errors that are the user's to fix: printed as one clear message, no traceback.
-USER_ERRORS = (ConfigError, DataNotFoundError, ChecksumError, NonFiniteLossError, FileNotFoundError)
+USER_ERRORS = (
+    ConfigError,
+    DataNotFoundError,
+    ChecksumError,
+    NonFiniteLossError,
+    FileNotFoundError,
+    RunKindError,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

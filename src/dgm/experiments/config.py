@@ -18,6 +18,10 @@ class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
 
 
+class RunKindError(ValueError):
+    """A command that does not apply to this kind of run (e.g. images from a regression study)."""
+
+
 @dataclass
 class DataConfig:
     """Which data set, how much of it, and how to binarize."""

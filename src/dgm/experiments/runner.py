@@ -33,7 +33,7 @@ from ..ppl import replay, trace
 from ..report import image_grid, write_report
 from ..train import checkpoint, distributed, fit
 from ..train.metrics_log import MetricsLog
-from .config import ExperimentConfig, from_dict, to_dict
+from .config import ExperimentConfig, RunKindError, from_dict, to_dict
 
 
 @dataclass
@@ -230,7 +230,7 @@ def load_run(
         )
     cfg: ExperimentConfig = from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     if cfg.model.name == "polyreg":
-        raise ValueError(
+        raise RunKindError(
             f"{run} is a polynomial-regression study: it has no images to sample; its "
             "figures are in posterior_curves.png and report.html (dgm eval re-runs the study)"
         )
