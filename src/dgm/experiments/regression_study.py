@@ -30,6 +30,7 @@ from ..ppl import condition, trace
 from ..report import write_report
 from ..train import checkpoint, fit
 from ..train.metrics_log import MetricsLog
+from . import runner
 from .config import ExperimentConfig, from_dict, to_dict
 
 
@@ -87,22 +88,9 @@ def train(cfg: ExperimentConfig, run: Path, resume: bool, progress: bool) -> Pat
             guide,
             Sleep(observed=["y"]),
             _call(sims, with_y=False),
-            steps=t.steps,
-            epochs=t.epochs,
-            batch_size=t.batch_size,
             optimizer=torch.optim.Adam(guide.parameters(), lr=t.lr, eps=t.adam_eps),
-            grad_clip=t.grad_clip,
-            seed=t.seed,
-            log_every=t.log_every,
-            progress=progress,
-            time_limit=t.time_limit,
             validate=validate,
-            validate_every=t.validate_every,
-            patience=t.patience,
-            checkpoint_dir=run / "checkpoints",
-            checkpoint_every=t.checkpoint_every,
-            resume=resume,
-            log=log,
+            **runner.fit_settings(cfg, run, resume, progress, log),
         )
     finally:
         log.close()

@@ -114,6 +114,29 @@ def build_objective(cfg: ExperimentConfig, data_size: int) -> Any:
     raise ValueError(f"unknown objective {o.name!r}")
 
 
+def fit_settings(
+    cfg: ExperimentConfig, run: Path, resume: bool, progress: bool, log: MetricsLog | None
+) -> dict[str, Any]:
+    """The ``fit`` arguments that ``cfg.train`` sets (budget, logging, validation, checkpoints)."""
+    t = cfg.train
+    return {
+        "steps": t.steps,
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "grad_clip": t.grad_clip,
+        "seed": t.seed,
+        "log_every": t.log_every,
+        "progress": progress,
+        "time_limit": t.time_limit,
+        "validate_every": t.validate_every,
+        "patience": t.patience,
+        "checkpoint_dir": run / "checkpoints",
+        "checkpoint_every": t.checkpoint_every,
+        "resume": resume,
+        "log": log,
+    }
+
+
 def train(
     cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> Path:
@@ -183,24 +206,11 @@ def train(
             guide,
             objective,
             splits.train,
-            steps=t.steps,
-            epochs=t.epochs,
-            batch_size=t.batch_size,
             optimizer=optimizer,
-            grad_clip=t.grad_clip,
             transform=splits.transform,
-            seed=t.seed,
-            log_every=t.log_every,
-            progress=progress,
-            time_limit=t.time_limit,
             validate=validate,
-            validate_every=t.validate_every,
-            patience=t.patience,
-            checkpoint_dir=run / "checkpoints",
-            checkpoint_every=t.checkpoint_every,
-            resume=resume,
-            log=log,
             world=world,
+            **fit_settings(cfg, run, resume, progress, log),
         )
     finally:
         if log is not None:
