@@ -26,3 +26,14 @@ def test_it_is_relaxed_like_any_independent_bernoulli() -> None:
     d = dgm.ppl.relaxed(IndependentBernoulli(torch.zeros(2, 4)), 0.5)
     v = d.rsample()
     assert ((v > 0) & (v < 1)).all() and d.event_shape == (4,)
+
+
+def test_is_binary_is_exact() -> None:
+    from dgm.distributions import is_binary
+
+    assert is_binary(torch.tensor([0.0, 1.0, 1.0])) and is_binary(torch.tensor([[0, 1]]))
+    one_below = torch.nextafter(torch.tensor(1.0), torch.tensor(0.0))
+    tiny = torch.tensor(torch.finfo(torch.float32).tiny / 4)  # a denormal
+    for bad in (0.5, one_below.item(), 1.0001, -1.0, float("nan"), tiny.item(), 2.0):
+        assert not is_binary(torch.tensor([0.0, bad, 1.0])), bad
+    assert not is_binary(torch.tensor([0, 2]))
