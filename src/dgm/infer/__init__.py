@@ -2,10 +2,12 @@
 
 from .adaptive import adaptive_importance_sampling
 from .diagnostics import effective_sample_size, r_hat
+from .hmc import HMC, posterior_log_density
 from .importance import WeightedSamples, importance_sampling
 from .mcmc import Chains, log_joint, metropolis_hastings
 
 __all__ = [
+    "HMC",
     "Chains",
     "WeightedSamples",
     "adaptive_importance_sampling",
@@ -13,5 +15,6 @@ __all__ = [
     "importance_sampling",
     "log_joint",
     "metropolis_hastings",
+    "posterior_log_density",
     "r_hat",
 ]
