@@ -59,3 +59,31 @@ def test_fit_budget_arguments_are_checked() -> None:
         dgm.train.fit(model, guide, dgm.ELBO(), torch.randn(8, 3))
     with pytest.raises(ValueError, match="larger than the data set"):
         dgm.train.fit(model, guide, dgm.ELBO(), torch.randn(8, 3), steps=1, batch_size=16)
+
+
+def test_tuple_and_dict_data_reach_the_objective_indexed_alike() -> None:
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    w = torch.nn.Parameter(torch.zeros(()))
+    holder = torch.nn.Module()
+    holder.w = w
+
+    def positional(
+        model: torch.nn.Module, guide: torch.nn.Module, a: torch.Tensor, b: torch.Tensor
+    ) -> torch.Tensor:
+        seen.append((a, b))
+        return -((model.w - a.float()) ** 2)
+
+    def keywords(
+        model: torch.nn.Module, guide: torch.nn.Module, *, a: torch.Tensor, b: torch.Tensor
+    ) -> torch.Tensor:
+        return positional(model, guide, a, b)
+
+    a = torch.arange(10)
+    b = 10 * torch.arange(10)
+    dgm.train.fit(holder, torch.nn.Module(), positional, (a, b), steps=4, batch_size=5)
+    dgm.train.fit(holder, torch.nn.Module(), keywords, {"a": a, "b": b}, steps=4, batch_size=5)
+    assert len(seen) == 8
+    for x, y in seen:
+        assert torch.equal(y, 10 * x) and len(x) == 5  # rows stay paired
+    with pytest.raises(ValueError, match="different numbers of points"):
+        dgm.train.fit(holder, torch.nn.Module(), positional, (a, b[:5]), steps=1, batch_size=5)
