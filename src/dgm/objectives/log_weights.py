@@ -115,6 +115,14 @@ def log_weights(
 
 def _weights_shape(sites: list[Site], num_particles: int, batch_dims: int) -> torch.Size:
     """The common ``[K, *batch]`` shape of the sites' log-densities, checked."""
+    first = sites[0].log_prob.shape if sites else None
+    if (
+        first is not None
+        and len(first) == batch_dims + 1
+        and first[0] == num_particles
+        and all(s.log_prob.shape == first for s in sites)
+    ):
+        return first  # the common case, without torch.broadcast_shapes's Python cost
     shapes = [torch.Size((num_particles,) + (1,) * batch_dims)]
     for s in sites:
         lp_shape = s.log_prob.shape
