@@ -5,7 +5,7 @@ Write a model p(x, z) and a guide q(z | x) as ``nn.Module`` programs that call
 ``dgm.objectives.log_weights`` and trained with ``dgm.train.fit``.
 """
 
-from . import data, distributions, infer, metrics, models, nn, objectives, ppl, train
+from . import data, distributions, flows, infer, metrics, models, nn, objectives, ppl, train
 from .objectives import ELBO, IWAE, elbo, iwae, log_weights
 from .ppl import condition, particles, replay, sample, trace
 
@@ -18,6 +18,7 @@ __all__ = [
     "condition",
     "data",
     "distributions",
+    "flows",
     "elbo",
     "infer",
     "iwae",

@@ -1,0 +1,8 @@
+"""Normalizing flows: bijections with log-determinants, conditional on a context when asked."""
+
+from .autoregressive import IAF, MAF
+from .bijection import Bijection, Compose, Permute
+from .made import MADE, MaskedLinear
+from .planar import Planar
+
+__all__ = ["IAF", "MADE", "MAF", "Bijection", "Compose", "MaskedLinear", "Permute", "Planar"]
