@@ -82,14 +82,20 @@ class HMC:
         """Current per-chain step sizes ``[*batch]`` (``None`` before the first step)."""
         return None if self.log_step_size is None else self.log_step_size.exp()
 
+    def init(self, z: Tensor) -> Tensor:
+        """Start chains at ``z``: every chain's step size is reset to the initial one."""
+        self.log_step_size = torch.full(
+            self._batch_shape(z), math.log(self.initial_step_size), dtype=z.dtype, device=z.device
+        )
+        self._iteration = 0
+        return z
+
     @torch.no_grad()
     def step(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """One transition for every chain: returns the new state and the acceptance probabilities."""
-        batch = self._batch_shape(z)
-        if self.log_step_size is None or self.log_step_size.shape != batch:
-            self.log_step_size = torch.full(
-                batch, math.log(self.initial_step_size), dtype=z.dtype, device=z.device
-            )
+        if self.log_step_size is None or self.log_step_size.shape != self._batch_shape(z):
+            self.init(z)
+        assert self.log_step_size is not None
         eps = self._expand(self.log_step_size.exp())
         lp0, g = _grad(self.log_prob, z)
         p0 = torch.randn_like(z)
