@@ -1,6 +1,14 @@
-"""Additions to torch.distributions: fused likelihoods and masked batches of points."""
+"""Additions to torch.distributions: fused likelihoods, masked batches, learnable priors."""
 
 from .bernoulli import IndependentBernoulli, is_binary
 from .masked import MaskedIndependent
+from .priors import MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
 
-__all__ = ["IndependentBernoulli", "MaskedIndependent", "is_binary"]
+__all__ = [
+    "IndependentBernoulli",
+    "MaskedIndependent",
+    "MixtureOfGaussiansPrior",
+    "StandardNormalPrior",
+    "VampPrior",
+    "is_binary",
+]

@@ -2,7 +2,18 @@
 
 from .autoregressive import IAF, MAF
 from .bijection import Bijection, Compose, Permute
+from .distribution import FlowDistribution
 from .made import MADE, MaskedLinear
 from .planar import Planar
 
-__all__ = ["IAF", "MADE", "MAF", "Bijection", "Compose", "MaskedLinear", "Permute", "Planar"]
+__all__ = [
+    "IAF",
+    "MADE",
+    "MAF",
+    "Bijection",
+    "Compose",
+    "FlowDistribution",
+    "MaskedLinear",
+    "Permute",
+    "Planar",
+]

@@ -1,0 +1,102 @@
+"""Priors over latent codes as modules: ``prior(batch_shape) -> Distribution`` over ``[D]``.
+
+A prior is a module like a guide's layers, so its parameters train with the model:
+the standard normal, a learnable mixture of Gaussians, and the VampPrior (a mixture of the
+encoder's posteriors at learnable pseudo-inputs). An autoregressive prior is a
+``dgm.flows.FlowDistribution`` over a MAF.
+
+References:
+    Tomczak & Welling, "VAE with a VampPrior", AISTATS 2018.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Size, Tensor, nn
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
+
+
+class StandardNormalPrior(nn.Module):
+    """p(z) = N(0, I) over ``[dim]``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(dim))
+
+    def forward(self, batch_shape: Size | tuple[int, ...] = ()) -> Distribution:
+        loc = self.get_buffer("loc").expand(*batch_shape, -1)
+        return Independent(Normal(loc, torch.ones_like(loc), validate_args=False), 1)
+
+
+class MixtureOfGaussiansPrior(nn.Module):
+    """p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2)), all learnable."""
+
+    def __init__(self, dim: int, components: int = 10, spread: float = 1.0) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.means = nn.Parameter(spread * torch.randn(components, dim))
+        self.log_scales = nn.Parameter(torch.zeros(components, dim))
+
+    def forward(self, batch_shape: Size | tuple[int, ...] = ()) -> Distribution:
+        k, d = self.means.shape
+        comp = Independent(
+            Normal(
+                self.means.expand(*batch_shape, k, d),
+                self.log_scales.exp().expand(*batch_shape, k, d),
+                validate_args=False,
+            ),
+            1,
+        )
+        mix = Categorical(logits=self.logits.expand(*batch_shape, k), validate_args=False)
+        return MixtureSameFamily(mix, comp, validate_args=False)
+
+
+class VampPrior(nn.Module):
+    """p(z) = (1/K) sum_k q(z | u_k) with learnable pseudo-inputs u_k (Tomczak & Welling 2018).
+
+    Args:
+        encoder: maps inputs ``[K, data_size]`` to the posterior q(z | u) as a distribution
+            with batch ``[K]`` and event ``[D]`` (e.g. a ``GaussianLayer``).
+        data_size: size of a (flattened) data point.
+        num_pseudo: K (500 in the paper).
+        init: optional ``[K, data_size]`` starting values (e.g. training images).
+    """
+
+    def __init__(
+        self,
+        encoder: Callable[[Tensor], Distribution],
+        data_size: int,
+        num_pseudo: int = 500,
+        init: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        start = (
+            init.clone().float()
+            if init is not None
+            else 0.5 + 0.05 * torch.randn(num_pseudo, data_size)
+        )
+        self.pseudo_inputs = nn.Parameter(start)
+
+    def forward(self, batch_shape: Size | tuple[int, ...] = ()) -> Distribution:
+        q = self.encoder(self.pseudo_inputs)
+        if not isinstance(q, Independent) or not isinstance(q.base_dist, Normal):
+            raise TypeError("VampPrior: the encoder must return Independent(Normal(...), 1)")
+        base = q.base_dist
+        k, d = base.loc.shape
+        comp = Independent(
+            Normal(
+                base.loc.expand(*batch_shape, k, d),
+                base.scale.expand(*batch_shape, k, d),
+                validate_args=False,
+            ),
+            1,
+        )
+        mix = Categorical(logits=torch.zeros(*batch_shape, k, device=base.loc.device))
+        return MixtureSameFamily(mix, comp, validate_args=False)
+
+    def extra_repr(self) -> str:
+        return f"num_pseudo={self.pseudo_inputs.shape[0]}, log K={math.log(self.pseudo_inputs.shape[0]):.2f}"
