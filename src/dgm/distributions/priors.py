@@ -2,8 +2,8 @@
 
 A prior is a module like a guide's layers, so its parameters train with the model:
 the standard normal, a learnable mixture of Gaussians, and the VampPrior (a mixture of the
-encoder's posteriors at learnable pseudo-inputs). An autoregressive prior is a
-``dgm.flows.FlowDistribution`` over a MAF.
+encoder's posteriors at learnable pseudo-inputs). The autoregressive prior (a MAF over z)
+is ``dgm.flows.AutoregressivePrior``.
 
 References:
     Tomczak & Welling, "VAE with a VampPrior", AISTATS 2018.
@@ -57,9 +57,14 @@ class MixtureOfGaussiansPrior(nn.Module):
 class VampPrior(nn.Module):
     """p(z) = (1/K) sum_k q(z | u_k) with learnable pseudo-inputs u_k (Tomczak & Welling 2018).
 
+    The encoder belongs to the guide and is trained with it: the prior does not register it
+    as a submodule (its parameters are not the model's, and are not saved twice), it only
+    calls it. Gradients of log p(z) still reach the encoder, as in the paper.
+
     Args:
         encoder: maps inputs ``[K, data_size]`` to the posterior q(z | u) as a distribution
-            with batch ``[K]`` and event ``[D]`` (e.g. a ``GaussianLayer``).
+            with batch ``[K]`` and event ``[D]`` that can be ``expand``-ed (a diagonal or
+            full-covariance Gaussian: e.g. ``guide.layers[0].base``).
         data_size: size of a (flattened) data point.
         num_pseudo: K (500 in the paper).
         init: optional ``[K, data_size]`` starting values (e.g. training images).
@@ -73,7 +78,8 @@ class VampPrior(nn.Module):
         init: Tensor | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.__dict__["encoder"] = encoder  # called, not owned (see above)
+        self.encoder: Callable[[Tensor], Distribution]
         start = (
             init.clone().float()
             if init is not None
@@ -83,19 +89,21 @@ class VampPrior(nn.Module):
 
     def forward(self, batch_shape: Size | tuple[int, ...] = ()) -> Distribution:
         q = self.encoder(self.pseudo_inputs)
-        if not isinstance(q, Independent) or not isinstance(q.base_dist, Normal):
-            raise TypeError("VampPrior: the encoder must return Independent(Normal(...), 1)")
-        base = q.base_dist
-        k, d = base.loc.shape
-        comp = Independent(
-            Normal(
-                base.loc.expand(*batch_shape, k, d),
-                base.scale.expand(*batch_shape, k, d),
-                validate_args=False,
-            ),
-            1,
-        )
-        mix = Categorical(logits=torch.zeros(*batch_shape, k, device=base.loc.device))
+        k = self.pseudo_inputs.shape[0]
+        if q.batch_shape != (k,) or len(q.event_shape) != 1:
+            raise ValueError(
+                f"VampPrior: the encoder must map [{k}, data_size] pseudo-inputs to a "
+                f"distribution with batch [{k}] and one event dimension, got batch "
+                f"{list(q.batch_shape)} and event {list(q.event_shape)}"
+            )
+        try:
+            comp = q.expand(Size((*batch_shape, k)))
+        except NotImplementedError:
+            raise TypeError(
+                f"VampPrior: the encoder's {type(q).__name__} cannot be expanded to a mixture; "
+                "give the Gaussian part of the posterior (e.g. guide.layers[0].base)"
+            ) from None
+        mix = Categorical(logits=self.pseudo_inputs.new_zeros(*batch_shape, k), validate_args=False)
         return MixtureSameFamily(mix, comp, validate_args=False)
 
     def extra_repr(self) -> str:

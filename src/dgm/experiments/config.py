@@ -43,6 +43,13 @@ class ModelConfig:
     hidden_sizes: list[list[int]] = field(default_factory=lambda: [[200, 200]])  # sbn: []
     likelihood: str = "bernoulli"
     activation: str = "tanh"
+    # vae: the posterior family of every layer, and the prior over the top layer
+    posterior: str = "diagonal"  # diagonal | full | planar | iaf
+    flow_length: int = 2  # planar / iaf steps per layer
+    flow_hidden: list[int] = field(default_factory=lambda: [100, 100])  # MADE widths (iaf, maf)
+    prior: str = "normal"  # normal | mog | vamp | maf
+    prior_components: int | None = None  # mog components (10) / vamp pseudo-inputs (500)
+    prior_flow_length: int = 2  # maf steps of the autoregressive prior
     # polyreg (dgm.models.regression, proposal dgm.models.AutoGuide with hidden_sizes[0])
     degree: int = 2
     points: int = 10  # points per data set (the maximum, with variable_points)
@@ -61,6 +68,11 @@ class ObjectiveConfig:
     phi: str = "wake"  # rws: the guide's update, wake | sleep | both
     temperature: float = 0.6667  # concrete: the relaxation's temperature
     baseline_hidden: int = 100  # nvil: hidden units of the baseline network C(x)
+    # elbo / iwae: refine q's samples with HMC on p(z | x); the decoder learns from them
+    hmc_steps: int = 0  # HMC transitions per training step (0: no refinement)
+    hmc_leapfrog: int = 5  # leapfrog steps per transition
+    hmc_step_size: float = 0.05  # initial step size (adapted toward hmc_target_accept)
+    hmc_target_accept: float = 0.8
 
 
 OBJECTIVES = {
@@ -282,6 +294,8 @@ def check(cfg: ExperimentConfig) -> None:
         "model.likelihood": (cfg.model.likelihood, ("bernoulli", "gaussian")),
         "objective.name": (cfg.objective.name, tuple(OBJECTIVES)),
         "objective.phi": (cfg.objective.phi, ("wake", "sleep", "both")),
+        "model.posterior": (cfg.model.posterior, ("diagonal", "full", "planar", "iaf")),
+        "model.prior": (cfg.model.prior, ("normal", "mog", "vamp", "maf")),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
     }
     for key, (value, options) in choices.items():
@@ -318,6 +332,7 @@ def check(cfg: ExperimentConfig) -> None:
             raise ConfigError("model.likelihood: a sigmoid belief network models binary data")
     if cfg.objective.dreg and cfg.objective.name not in ("iwae", "vimco"):
         raise ConfigError("objective.dreg applies to objective.name=iwae only")
+    _check_vae_parts(cfg)
     if not cfg.objective.temperature > 0:
         raise ConfigError(f"objective.temperature must be > 0, got {cfg.objective.temperature}")
     counts = {
@@ -332,3 +347,58 @@ def check(cfg: ExperimentConfig) -> None:
             f"train.grad_stats_draws must be >= 2 (a variance needs two draws), "
             f"got {cfg.train.grad_stats_draws}"
         )
+
+
+def _check_vae_parts(cfg: ExperimentConfig) -> None:
+    """Posterior, prior and HMC refinement: what combines with what."""
+    m, o = cfg.model, cfg.objective
+    rich = (m.posterior != "diagonal", m.prior != "normal", o.hmc_steps != 0)
+    if m.name != "vae" and any(rich):
+        raise ConfigError(
+            "model.posterior, model.prior and objective.hmc_steps apply to model.name=vae; "
+            "leave them at diagonal, normal and 0"
+        )
+    if o.dreg and m.posterior in ("planar", "iaf"):
+        raise ConfigError(
+            f"objective.dreg re-scores the guide's samples under a detached copy of q, which "
+            f"needs q's inverse; a {m.posterior} flow has none (or a slow one): use "
+            "model.posterior=diagonal or full, or objective.dreg=false"
+        )
+    if m.prior == "vamp" and len(m.latent_sizes) != 1:
+        raise ConfigError(
+            "model.prior=vamp mixes the encoder's posteriors at pseudo-inputs: it needs one "
+            "stochastic layer (model.latent_sizes with one entry)"
+        )
+    if m.prior_components is not None and m.prior_components < 1:
+        raise ConfigError(f"model.prior_components must be >= 1, got {m.prior_components}")
+    lengths = {"model.flow_length": m.flow_length, "model.prior_flow_length": m.prior_flow_length}
+    for key, n in lengths.items():
+        if n < 1:
+            raise ConfigError(f"{key} must be >= 1, got {n}")
+    flows = m.posterior == "iaf" or m.prior == "maf"
+    if flows and any(w < max(m.latent_sizes) - 1 for w in m.flow_hidden):
+        raise ConfigError(
+            f"model.flow_hidden: every MADE width must be >= latent size - 1 "
+            f"({max(m.latent_sizes) - 1}) so that each input reaches the later outputs; "
+            f"got {m.flow_hidden}"
+        )
+    if o.hmc_steps < 0:
+        raise ConfigError(f"objective.hmc_steps must be >= 0, got {o.hmc_steps}")
+    if o.hmc_steps:
+        if o.name not in ("elbo", "iwae"):
+            raise ConfigError(
+                "objective.hmc_steps (MCMC from q) refines samples for objective.name=elbo or "
+                f"iwae, not {o.name}"
+            )
+        if len(m.latent_sizes) != 1:
+            raise ConfigError(
+                "objective.hmc_steps moves one latent site: use one stochastic layer "
+                "(model.latent_sizes with one entry)"
+            )
+        if o.dreg:
+            raise ConfigError("objective.hmc_steps and objective.dreg do not combine")
+        if o.hmc_leapfrog < 1 or not o.hmc_step_size > 0 or not 0 < o.hmc_target_accept < 1:
+            raise ConfigError(
+                "objective.hmc_leapfrog must be >= 1, objective.hmc_step_size > 0 and "
+                "objective.hmc_target_accept in (0, 1)"
+            )

@@ -18,6 +18,9 @@ import yaml
 from torch import Tensor, nn
 
 from .. import data as datasets
+from ..distributions import MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
+from ..flows import AutoregressivePrior
+from ..infer import HMC
 from ..metrics import (
     active_units,
     effective_sample_size,
@@ -25,10 +28,21 @@ from ..metrics import (
     gradient_stats,
     log_likelihood,
 )
+from ..models.posteriors import FlowLayer, FullCovarianceLayer, GaussianLayer
 from ..models.sbn import SBNGuide, SBNModel
 from ..models.vae import VAEGuide, VAEModel
 from ..nn import MLP
-from ..objectives import ELBO, IWAE, NVIL, RWS, Concrete, WakeSleep, iwae, log_weights
+from ..objectives import (
+    ELBO,
+    IWAE,
+    NVIL,
+    RWS,
+    Concrete,
+    MCMCFromQ,
+    WakeSleep,
+    iwae,
+    log_weights,
+)
 from ..ppl import replay, trace
 from ..report import image_grid, write_report
 from ..train import checkpoint, distributed, fit
@@ -90,14 +104,48 @@ def build(cfg: ExperimentConfig, data_size: int) -> Programs:
     if m.name == "sbn":
         return SBNModel(data_size, m.latent_sizes), SBNGuide(data_size, m.latent_sizes)
     hidden = [tuple(h) for h in m.hidden_sizes]
-    model = VAEModel(data_size, m.latent_sizes, hidden, m.likelihood, m.activation)
-    guide = VAEGuide(data_size, m.latent_sizes, hidden, m.activation)
+    guide = VAEGuide(
+        data_size,
+        m.latent_sizes,
+        hidden,
+        m.activation,
+        m.posterior,
+        m.flow_length,
+        tuple(m.flow_hidden),
+    )
+    prior = build_prior(cfg, guide, data_size)
+    model = VAEModel(data_size, m.latent_sizes, hidden, m.likelihood, m.activation, prior)
     return model, guide
+
+
+def build_prior(cfg: ExperimentConfig, guide: VAEGuide, data_size: int) -> nn.Module:
+    """The prior over the top latent layer that ``cfg.model.prior`` names."""
+    m = cfg.model
+    dim = m.latent_sizes[-1]
+    if m.prior == "mog":
+        return MixtureOfGaussiansPrior(dim, m.prior_components or 10)
+    if m.prior == "vamp":
+        encoder = guide.layers[0]
+        assert isinstance(encoder, GaussianLayer | FullCovarianceLayer | FlowLayer)
+        # the Gaussian part of q: a flow posterior's base (a mixture needs closed-form parts)
+        return VampPrior(encoder.base, data_size, m.prior_components or 500)
+    if m.prior == "maf":
+        return AutoregressivePrior(dim, m.prior_flow_length, tuple(m.flow_hidden))
+    return StandardNormalPrior(dim)
 
 
 def build_objective(cfg: ExperimentConfig, data_size: int) -> Any:
     """The training objective that ``cfg.objective`` names (see ``config.OBJECTIVES``)."""
     o = cfg.objective
+    if o.hmc_steps:
+        kernel = HMC(
+            num_leapfrog=o.hmc_leapfrog,
+            step_size=o.hmc_step_size,
+            target_accept=o.hmc_target_accept,
+            shared_step_size=True,
+            min_adapt_rate=0.01,
+        )
+        return MCMCFromQ(kernel, o.hmc_steps, o.num_particles, o.name)
     if o.name in ("elbo", "reinforce"):
         return ELBO(o.num_particles)
     if o.name in ("iwae", "vimco"):
@@ -183,6 +231,8 @@ def train(
         if isinstance(objective, nn.Module):
             objective.eval()  # measuring must not move NVIL's running statistics
         stats = gradient_stats(objective, model, guide, probe, num_draws=t.grad_stats_draws)
+        if isinstance(objective, MCMCFromQ):
+            metrics.update({f"valid/{k}": v for k, v in objective.diagnostics().items()})
         metrics["valid/guide_grad_snr"] = stats.snr
         metrics["valid/guide_grad_variance"] = stats.total_variance
         return metrics

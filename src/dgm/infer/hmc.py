@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..ppl import condition, trace
+from ..ppl import posterior_log_density
+
+__all__ = ["HMC", "posterior_log_density"]
 
 
 def _grad(log_prob: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tensor, Tensor]:
@@ -36,23 +38,31 @@ class HMC:
 
     Args:
         log_prob: maps a state ``[*batch, *event]`` to log-densities ``[*batch]``
-            (unnormalized; differentiable in the state).
+            (unnormalized; differentiable in the state); ``None`` if every ``step`` call
+            brings its own target.
         event_dims: trailing dimensions of the state that form one chain's position.
         num_leapfrog: L, leapfrog steps per transition.
         step_size: the initial step size (every chain starts with it).
         target_accept: the acceptance probability the adaptation aims at.
         adapt: adapt step sizes in ``step`` (turn off after warm-up so the kernel is fixed
             and leaves the target exactly invariant).
+        shared_step_size: one step size for all chains, adapted on their mean acceptance
+            (for a kernel that keeps running while the chains change, as in training, where
+            every batch brings new chains).
+        min_adapt_rate: a floor on the adaptation's decaying rate, so that a kernel used
+            through training keeps following a target that changes (0: the usual schedule).
     """
 
     def __init__(
         self,
-        log_prob: Callable[[Tensor], Tensor],
+        log_prob: Callable[[Tensor], Tensor] | None = None,
         event_dims: int = 1,
         num_leapfrog: int = 5,
         step_size: float = 0.1,
         target_accept: float = 0.8,
         adapt: bool = True,
+        shared_step_size: bool = False,
+        min_adapt_rate: float = 0.0,
     ) -> None:
         if num_leapfrog < 1:
             raise ValueError(f"HMC: num_leapfrog must be >= 1, got {num_leapfrog}")
@@ -64,14 +74,19 @@ class HMC:
         self.initial_step_size = step_size
         self.target_accept = target_accept
         self.adapt = adapt
+        self.shared_step_size = shared_step_size
+        self.min_adapt_rate = min_adapt_rate
         self.log_step_size: Tensor | None = None
         self._iteration = 0
 
     def _batch_shape(self, z: Tensor) -> torch.Size:
         return z.shape[: z.dim() - self.event_dims]
 
+    def _step_shape(self, z: Tensor) -> torch.Size:
+        return torch.Size() if self.shared_step_size else self._batch_shape(z)
+
     def _expand(self, t: Tensor) -> Tensor:
-        return t.reshape(t.shape + (1,) * self.event_dims)
+        return t.reshape(t.shape + (1,) * self.event_dims) if t.dim() else t
 
     def _kinetic(self, p: Tensor) -> Tensor:
         dims = tuple(range(-self.event_dims, 0)) if self.event_dims else ()
@@ -79,30 +94,46 @@ class HMC:
 
     @property
     def step_size(self) -> Tensor | None:
-        """Current per-chain step sizes ``[*batch]`` (``None`` before the first step)."""
+        """Current step sizes, ``[*batch]`` or one shared ``[]`` (``None`` before the first step)."""
         return None if self.log_step_size is None else self.log_step_size.exp()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The adaptation's state (step sizes, iteration), for checkpoints."""
+        return {"log_step_size": self.log_step_size, "iteration": self._iteration}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.log_step_size = state["log_step_size"]
+        self._iteration = int(state["iteration"])
 
     def init(self, z: Tensor) -> Tensor:
         """Start chains at ``z``: every chain's step size is reset to the initial one."""
         self.log_step_size = torch.full(
-            self._batch_shape(z), math.log(self.initial_step_size), dtype=z.dtype, device=z.device
+            self._step_shape(z), math.log(self.initial_step_size), dtype=z.dtype, device=z.device
         )
         self._iteration = 0
         return z
 
     @torch.no_grad()
-    def step(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """One transition for every chain: returns the new state and the acceptance probabilities."""
-        if self.log_step_size is None or self.log_step_size.shape != self._batch_shape(z):
+    def step(
+        self, z: Tensor, log_prob: Callable[[Tensor], Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """One transition for every chain: returns the new state and the acceptance probabilities.
+
+        ``log_prob`` replaces the kernel's target for this call (e.g. p(z | x) for a new batch).
+        """
+        target = self.log_prob if log_prob is None else log_prob
+        if target is None:
+            raise ValueError("HMC.step: this kernel has no target; pass log_prob=")
+        if self.log_step_size is None or self.log_step_size.shape != self._step_shape(z):
             self.init(z)
         assert self.log_step_size is not None
         eps = self._expand(self.log_step_size.exp())
-        lp0, g = _grad(self.log_prob, z)
+        lp0, g = _grad(target, z)
         p0 = torch.randn_like(z)
         q, p = z, p0 + 0.5 * eps * g
         for i in range(self.num_leapfrog):
             q = q + eps * p
-            lp, g = _grad(self.log_prob, q)
+            lp, g = _grad(target, q)
             if i < self.num_leapfrog - 1:
                 p = p + eps * g
         p = p + 0.5 * eps * g
@@ -113,30 +144,7 @@ class HMC:
         new = torch.where(self._expand(accept), q, z)
         if self.adapt:
             self._iteration += 1
-            rate = 1.0 / (self._iteration + 10) ** 0.6
-            self.log_step_size = self.log_step_size + rate * (accept_prob - self.target_accept)
+            rate = max(1.0 / (self._iteration + 10) ** 0.6, self.min_adapt_rate)
+            observed = accept_prob.mean() if self.shared_step_size else accept_prob
+            self.log_step_size = self.log_step_size + rate * (observed - self.target_accept)
         return new, accept_prob
-
-
-def posterior_log_density(
-    model: Callable[..., Any], name: str, *args: Any, **kwargs: Any
-) -> Callable[[Tensor], Tensor]:
-    """log p(x, z) as a function of one latent site's value (for ``HMC``).
-
-    The model is run on ``*args, **kwargs`` with site ``name`` set to the given value; a value
-    with leading particle dimensions ``[K, B, *event]`` gives log-densities ``[K, B]``. Other
-    latent sites must be fixed too (wrap the model in ``dgm.condition``) or absent.
-    """
-
-    def log_density(z: Tensor) -> Tensor:
-        with trace() as tr, condition({name: z}):
-            model(*args, **kwargs)
-        free = [s.name for s in tr.latent]
-        if free:
-            raise ValueError(
-                f"posterior_log_density: latent site(s) {free} besides {name!r} are not fixed; "
-                "condition them (dgm.condition) or target them together"
-            )
-        return tr.log_prob_sum()
-
-    return log_density

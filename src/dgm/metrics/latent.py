@@ -22,6 +22,9 @@ def posterior_means(
 
     Each site's conditional mean is averaged over ``num_particles`` draws of the sites above
     it, so the first layer's mean is exact and deeper layers' are Rao-Blackwellized estimates.
+    A family without a closed-form mean (a flow) is averaged over ``MEAN_DRAWS`` draws: the
+    estimate's variance is Var_q / 1000, ten times below the active-unit threshold for a
+    unit-variance posterior.
     """
     chunks: dict[str, list[Tensor]] = {}
     for start in range(0, data.shape[0], batch_size):
@@ -29,11 +32,21 @@ def posterior_means(
         with trace() as tr, particles(num_particles):
             guide(x)
         for site in tr.latent:
-            mean = site.fn.mean
+            mean = _mean(site.fn)
             if len(site.fn.batch_shape) > 1:  # parameters computed from particled values
                 mean = mean.mean(0)
             chunks.setdefault(site.name, []).append(mean.reshape(len(x), -1))
     return {name: torch.cat(parts) for name, parts in chunks.items()}
+
+
+MEAN_DRAWS = 1000
+
+
+def _mean(q: Any) -> Tensor:
+    try:
+        return q.mean
+    except NotImplementedError:
+        return q.sample((MEAN_DRAWS,)).mean(0)
 
 
 @torch.no_grad()

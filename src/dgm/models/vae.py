@@ -18,9 +18,10 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from ..distributions import IndependentBernoulli, is_binary
+from ..distributions import IndependentBernoulli, StandardNormalPrior, is_binary
 from ..nn import MLP
 from ..ppl import sample
+from .posteriors import GaussianLayer, posterior_layer
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -28,21 +29,6 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 def latent_names(num_layers: int) -> list[str]:
     """Site names, bottom (next to x) first: ``["z"]`` for one layer, else ``z1 ... zL``."""
     return ["z"] if num_layers == 1 else [f"z{i + 1}" for i in range(num_layers)]
-
-
-class GaussianLayer(nn.Module):
-    """A stochastic layer: an MLP maps its input to the mean and log-scale of a diagonal Gaussian.
-
-    Shapes: ``[..., in_size] -> Independent(Normal)`` with batch ``[...]`` and event ``[out_size]``.
-    """
-
-    def __init__(self, in_size: int, hidden: Sequence[int], out_size: int, activation: str) -> None:
-        super().__init__()
-        self.net = MLP((in_size, *hidden, 2 * out_size), activation)
-
-    def forward(self, h: Tensor) -> Distribution:
-        loc, log_scale = self.net(h).chunk(2, dim=-1)
-        return Independent(Normal(loc, log_scale.exp(), validate_args=False), 1)
 
 
 class VAEModel(nn.Module):
@@ -55,6 +41,8 @@ class VAEModel(nn.Module):
             decoder mirrors them (``((200, 200), (100, 100))`` is the IWAE two-layer net).
         likelihood: ``"bernoulli"`` (binary data; logits) or ``"gaussian"`` (mean and scale).
         activation: hidden activation (the IWAE paper uses tanh).
+        prior: a module ``prior(batch_shape) -> Distribution`` over z_L (``dgm.distributions``:
+            standard normal by default, mixture of Gaussians, VampPrior, autoregressive).
     """
 
     def __init__(
@@ -64,6 +52,7 @@ class VAEModel(nn.Module):
         hidden_sizes: Sequence[Sequence[int]] = ((200, 200),),
         likelihood: str = "bernoulli",
         activation: str = "tanh",
+        prior: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if likelihood not in LIKELIHOODS:
@@ -85,17 +74,7 @@ class VAEModel(nn.Module):
             )
             for i in range(len(latent_sizes) - 1)
         )
-        self.register_buffer("prior_loc", torch.zeros(latent_sizes[-1]))
-        self.register_buffer("prior_scale", torch.ones(latent_sizes[-1]))
-
-    def prior(self, batch_shape: torch.Size) -> Distribution:
-        """p(z_L) = N(0, I), with the given batch shape."""
-        loc, scale = self.get_buffer("prior_loc"), self.get_buffer("prior_scale")
-        shape = batch_shape + loc.shape
-        return Independent(
-            Normal(loc.expand(shape), scale.expand(shape), validate_args=False),
-            1,
-        )
+        self.prior = StandardNormalPrior(latent_sizes[-1]) if prior is None else prior
 
     def likelihood_dist(self, z1: Tensor) -> Distribution:
         """p(x | z_1): independent Bernoulli (logits) or Gaussian pixels."""
@@ -149,7 +128,14 @@ def check_shape(program: nn.Module, x: Tensor, data_size: int) -> None:
 
 
 class VAEGuide(nn.Module):
-    """Amortized posterior q(z_1..z_L | x), mirroring ``VAEModel``'s sizes."""
+    """Amortized posterior q(z_1..z_L | x), mirroring ``VAEModel``'s sizes.
+
+    Args:
+        posterior: the family of every stochastic layer (``dgm.models.posteriors``):
+            ``"diagonal"`` Gaussian, ``"full"`` covariance, ``"planar"`` or ``"iaf"`` flow.
+        flow_length: flow steps per layer (planar, iaf).
+        flow_hidden: widths of each IAF step's MADE.
+    """
 
     def __init__(
         self,
@@ -157,13 +143,24 @@ class VAEGuide(nn.Module):
         latent_sizes: Sequence[int] = (50,),
         hidden_sizes: Sequence[Sequence[int]] = ((200, 200),),
         activation: str = "tanh",
+        posterior: str = "diagonal",
+        flow_length: int = 2,
+        flow_hidden: Sequence[int] = (100, 100),
     ) -> None:
         super().__init__()
         sizes = (data_size, *latent_sizes)
         self.data_size = data_size
         self.names = latent_names(len(latent_sizes))
         self.layers = nn.ModuleList(
-            GaussianLayer(sizes[i], hidden_sizes[i], sizes[i + 1], activation)
+            posterior_layer(
+                posterior,
+                sizes[i],
+                hidden_sizes[i],
+                sizes[i + 1],
+                activation,
+                flow_length,
+                flow_hidden,
+            )
             for i in range(len(latent_sizes))
         )
 

@@ -4,6 +4,7 @@ from .concrete import Concrete
 from .elbo import ELBO, elbo
 from .iwae import IWAE, iwae, vimco_signal
 from .log_weights import LogWeights, log_weights
+from .mcmc_from_q import MCMCFromQ
 from .nvil import NVIL
 from .wake_sleep import RWS, Sleep, WakeSleep, sleep_phi, wake_phi, wake_theta
 
@@ -14,6 +15,7 @@ __all__ = [
     "RWS",
     "Concrete",
     "LogWeights",
+    "MCMCFromQ",
     "Sleep",
     "WakeSleep",
     "elbo",

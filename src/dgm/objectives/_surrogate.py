@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from torch import Tensor
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+from torch.func import functional_call
 
 
 def magic_box(x: Tensor) -> Tensor:
@@ -35,3 +39,23 @@ def check_fresh(lw: object) -> None:
             "gradients reaching their latent values; compute fresh log_weights(...) for "
             "another objective"
         )
+
+
+def unwrap(program: Any) -> Any:
+    """The module inside a DistributedDataParallel wrapper (a second DDP forward before one
+    backward is an error), else the program itself."""
+    return program.module if isinstance(program, nn.parallel.DistributedDataParallel) else program
+
+
+def frozen(program: Any) -> Callable[..., Any]:
+    """The program with its own parameters detached: gradients still flow through its inputs
+    and latent values, but none reach its parameters."""
+    module = unwrap(program)
+    if not isinstance(module, nn.Module):
+        return module
+    params = {n: t.detach() for n, t in module.named_parameters()}
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return functional_call(module, params, args, kwargs, strict=False)
+
+    return run

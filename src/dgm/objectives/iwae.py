@@ -6,11 +6,10 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call
+from torch import Tensor
 
 from ..ppl import replay, trace
-from ._surrogate import check_fresh, leave_one_out_baseline, magic_box
+from ._surrogate import check_fresh, frozen, leave_one_out_baseline, magic_box
 from .log_weights import LogWeights, log_weights
 
 
@@ -96,17 +95,10 @@ def _dreg_surrogate(lw: LogWeights) -> Tensor:
     w = torch.softmax(lw.log_w.detach(), 0)
     lw.hooked = True
     _scale_value_gradients(lw.model_trace.latent, w)
-    guide = lw.guide
-    if isinstance(guide, nn.parallel.DistributedDataParallel):
-        guide = guide.module  # re-run the module itself: no second DDP forward before backward
-    with trace() as frozen, replay(lw.guide_trace, alias=True):
-        if isinstance(guide, nn.Module):
-            frozen_params = {n: t.detach() for n, t in guide.named_parameters()}
-            functional_call(guide, frozen_params, lw.args, lw.kwargs, strict=False)
-        else:
-            guide(*lw.args, **lw.kwargs)
-    _scale_value_gradients(frozen.latent, w)
-    log_q_frozen = frozen.log_prob_sum(frozen.latent)
+    with trace() as rescored, replay(lw.guide_trace, alias=True):
+        frozen(lw.guide)(*lw.args, **lw.kwargs)
+    _scale_value_gradients(rescored.latent, w)
+    log_q_frozen = rescored.log_prob_sum(rescored.latent)
     return (w * (lw.log_p - log_q_frozen)).sum(0)
 
 

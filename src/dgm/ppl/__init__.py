@@ -1,5 +1,6 @@
 """Programs: ``sample`` and the handlers (``trace``, ``replay``, ``condition``, ``particles``, ...)."""
 
+from .density import posterior_log_density
 from .errors import DuplicateSiteError, MissingSiteError, ProgramError, ShapeError, site_table
 from .handlers import Trace, condition, no_reparam, particles, replay, trace, uncondition
 from .relax import relax, relaxed
@@ -17,6 +18,7 @@ __all__ = [
     "condition",
     "no_reparam",
     "particles",
+    "posterior_log_density",
     "relax",
     "relaxed",
     "replay",
