@@ -2,9 +2,11 @@
 
 from .bernoulli import IndependentBernoulli, is_binary
 from .masked import MaskedIndependent
+from .mixture import DiagonalGaussianMixture
 from .priors import MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
 
 __all__ = [
+    "DiagonalGaussianMixture",
     "IndependentBernoulli",
     "MaskedIndependent",
     "MixtureOfGaussiansPrior",

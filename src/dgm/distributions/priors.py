@@ -18,6 +18,8 @@ import torch
 from torch import Size, Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
+from .mixture import DiagonalGaussianMixture
+
 
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I) over ``[dim]``."""
@@ -41,17 +43,7 @@ class MixtureOfGaussiansPrior(nn.Module):
         self.log_scales = nn.Parameter(torch.zeros(components, dim))
 
     def forward(self, batch_shape: Size | tuple[int, ...] = ()) -> Distribution:
-        k, d = self.means.shape
-        comp = Independent(
-            Normal(
-                self.means.expand(*batch_shape, k, d),
-                self.log_scales.exp().expand(*batch_shape, k, d),
-                validate_args=False,
-            ),
-            1,
-        )
-        mix = Categorical(logits=self.logits.expand(*batch_shape, k), validate_args=False)
-        return MixtureSameFamily(mix, comp, validate_args=False)
+        return DiagonalGaussianMixture(self.logits, self.means, self.log_scales.exp(), batch_shape)
 
 
 class VampPrior(nn.Module):
@@ -96,7 +88,10 @@ class VampPrior(nn.Module):
                 f"distribution with batch [{k}] and one event dimension, got batch "
                 f"{list(q.batch_shape)} and event {list(q.event_shape)}"
             )
-        try:
+        if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
+            base = q.base_dist
+            return DiagonalGaussianMixture(base.loc.new_zeros(k), base.loc, base.scale, batch_shape)
+        try:  # other families (a full-covariance encoder): a generic mixture
             comp = q.expand(Size((*batch_shape, k)))
         except NotImplementedError:
             raise TypeError(
