@@ -86,3 +86,28 @@ def test_bad_files_and_cross_field_checks(tmp_path: Path) -> None:
         load("sbn-rws-mnist", ["train.grad_stats_draws=1"])
     with pytest.raises(ConfigError, match=r"hidden_sizes needs one list"):
         load("vae-mnist", ["model.latent_sizes=[10, 5]"])
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        ("vae-mnist", ["model.posterior=gaussian"], r"model.posterior: 'gaussian' is not one of"),
+        ("vae-mnist", ["model.prior=vampprior"], r"model.prior: 'vampprior' is not one of"),
+        ("vae-iaf-mnist", ["objective.name=iwae", "objective.dreg=true"], r"iaf flow has none"),
+        (
+            "vae-vampprior-mnist",
+            ["model.latent_sizes=[20, 10]", "model.hidden_sizes=[[50], [30]]"],
+            r"prior=vamp .* needs one\s+stochastic layer",
+        ),
+        ("vae-hmc-mnist", ["objective.name=rws"], r"objective.name=elbo or iwae, not rws"),
+        ("vae-hmc-mnist", ["objective.hmc_target_accept=1.5"], r"hmc_target_accept in \(0, 1\)"),
+        ("vae-iaf-mnist", ["model.flow_hidden=[20]"], r"every MADE width must be >= latent"),
+        ("vae-planar-mnist", ["model.flow_length=0"], r"model.flow_length must be >= 1"),
+        ("sbn-rws-mnist", ["model.prior=mog"], r"apply to model.name=vae"),
+    ],
+)
+def test_posterior_prior_and_hmc_combinations_are_checked(
+    name: str, overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(name, overrides)

@@ -1,5 +1,6 @@
 """HMC: invariance on Gaussian targets, step-size adaptation, one call for every chain."""
 
+import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
@@ -68,3 +69,18 @@ def test_hmc_on_a_programs_posterior() -> None:
     mean, sd = posterior(x)
     torch.testing.assert_close(draws.mean(0), mean, atol=0.03, rtol=0)
     torch.testing.assert_close(draws.std(0), sd, rtol=0.1, atol=0)
+
+
+def test_a_shared_step_size_follows_targets_given_per_call() -> None:
+    torch.manual_seed(3)
+    kernel = HMC(num_leapfrog=3, step_size=2.0, target_accept=0.7, shared_step_size=True)
+    z = torch.zeros(16, 3, 2)
+    probs = []
+    for i in range(600):
+        z, p = kernel.step(z, TARGET.log_prob)  # the target comes with each call
+        if i >= 300:
+            probs.append(p.mean())
+    assert kernel.step_size is not None and kernel.step_size.shape == ()
+    assert abs(torch.stack(probs).mean().item() - 0.7) < 0.1
+    with pytest.raises(ValueError, match=r"no target; pass log_prob="):
+        HMC().step(z)
