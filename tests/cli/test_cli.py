@@ -115,17 +115,20 @@ def test_eval_sample_and_report_on_a_run(
     assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
 
 
-def test_resume_from_the_cli_matches_a_straight_run(tmp_path: Path) -> None:
-    args = [
-        "train",
-        "quickstart",
-        "--smoke",
-        "--no-progress",
-        "--set",
-        "train.checkpoint_every=4",
-        "--set",
-        "train.validate_every=4",
-    ]
+RICH = [
+    "objective.name=elbo",
+    "objective.hmc_steps=1",
+    "model.posterior=iaf",
+    "model.prior=mog",
+]
+
+
+@pytest.mark.parametrize("sets", [[], RICH], ids=["quickstart", "iaf-mog-hmc"])
+def test_resume_from_the_cli_matches_a_straight_run(tmp_path: Path, sets: list[str]) -> None:
+    # with HMC refinement the kernel's step size must come back from the checkpoint too
+    args = ["train", "quickstart", "--smoke", "--no-progress"]
+    for s in ["train.checkpoint_every=4", "train.validate_every=4", *sets]:
+        args += ["--set", s]
     assert main([*args, "--out", str(tmp_path / "a"), "--set", "train.steps=12"]) == 0
     assert main([*args, "--out", str(tmp_path / "b"), "--set", "train.steps=8"]) == 0
     assert main([*args, "--out", str(tmp_path / "b"), "--set", "train.steps=12", "--resume"]) == 0
@@ -134,6 +137,11 @@ def test_resume_from_the_cli_matches_a_straight_run(tmp_path: Path) -> None:
     assert a["step"] == b["step"] == 12
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in a["guide"]:
+        assert torch.equal(a["guide"][key], b["guide"][key]), key
+    assert str(a["objective"]) == str(b["objective"])
+    if sets:  # the HMC kernel's adaptation travels with the checkpoint
+        assert "_extra_state" in a["objective"]
 
 
 def test_user_errors_exit_non_zero_with_one_message(
