@@ -154,3 +154,10 @@ def test_flow_posteriors_report_active_units_from_sampled_means() -> None:
     guide = VAEGuide(12, (3,), ((8,),), posterior="iaf", flow_hidden=(8,))
     units = dgm.metrics.active_units(guide, (torch.rand(50, 12) < 0.5).float())
     assert set(units) == {"z"} and 0 <= units["z"] <= 3
+
+
+def test_checkpoints_from_before_priors_were_modules_still_load() -> None:
+    model = VAEModel(12, (3,), ((8,),))
+    old = model.state_dict()
+    old["prior_loc"], old["prior_scale"] = old.pop("prior.loc"), torch.ones(3)
+    model.load_state_dict(old)  # strict: no missing or unexpected keys

@@ -75,6 +75,7 @@ class VAEModel(nn.Module):
             for i in range(len(latent_sizes) - 1)
         )
         self.prior = StandardNormalPrior(latent_sizes[-1]) if prior is None else prior
+        self._register_load_state_dict_pre_hook(_upgrade_prior_buffers)
 
     def likelihood_dist(self, z1: Tensor) -> Distribution:
         """p(x | z_1): independent Bernoulli (logits) or Gaussian pixels."""
@@ -116,6 +117,14 @@ class VAEModel(nn.Module):
             last.bias.copy_(torch.logit(data_mean.clamp(1e-3, 1 - 1e-3)))
         else:
             last.bias[: self.data_size].copy_(data_mean)
+
+
+def _upgrade_prior_buffers(state: dict[str, Tensor], prefix: str, *_: object) -> None:
+    """Checkpoints from before priors were modules kept N(0, I) as two buffers of the model."""
+    loc = state.pop(prefix + "prior_loc", None)
+    state.pop(prefix + "prior_scale", None)
+    if loc is not None and prefix + "prior.loc" not in state:
+        state[prefix + "prior.loc"] = loc
 
 
 def check_shape(program: nn.Module, x: Tensor, data_size: int) -> None:
