@@ -51,7 +51,8 @@ class FullCovarianceLayer(nn.Module):
     """q(z | h) = N(mu(h), L(h) L(h)^T) with a lower-triangular Cholesky factor from the MLP.
 
     The MLP outputs the mean (D), the log of L's diagonal (D) and its D(D-1)/2 entries below
-    the diagonal: every correlation between latent units can depend on the data point.
+    the diagonal: every correlation between latent units can depend on the data point. The
+    entries below the diagonal start at zero (a diagonal q), and learn from there.
     """
 
     def __init__(self, in_size: int, hidden: Sequence[int], out_size: int, activation: str) -> None:
@@ -60,6 +61,11 @@ class FullCovarianceLayer(nn.Module):
         self.net = MLP(
             (in_size, *hidden, 2 * out_size + out_size * (out_size - 1) // 2), activation
         )
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        with torch.no_grad():  # start uncorrelated: 1225 random entries make a poor first q
+            last.weight[2 * out_size :].zero_()
+            last.bias[2 * out_size :].zero_()
         rows, cols = torch.tril_indices(out_size, out_size, offset=-1)
         self.register_buffer("rows", rows)
         self.register_buffer("cols", cols)
