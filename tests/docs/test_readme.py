@@ -24,3 +24,14 @@ def test_readme_example_runs(
     printed = capsys.readouterr().out
     value = float(re.search(r"tensor\((-?[0-9.]+)", printed).group(1))  # type: ignore[union-attr]
     assert -784 * 0.7 < value < 0
+
+
+def test_the_vae_improvements_page_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    page = README.parent / "docs" / "vae-improvements.md"
+    (code,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    data = (torch.rand(200, 784) < 0.2).float()
+    monkeypatch.setattr(dgm.data, "binarized_mnist", lambda split="train", **_: data)
+    namespace: dict[str, object] = {}
+    exec(compile(code, str(page), "exec"), namespace)
+    kernel = namespace["kernel"]
+    assert isinstance(kernel, dgm.infer.HMC) and kernel.step_size is not None  # it ran
