@@ -42,6 +42,8 @@ class MCMCFromQ(nn.Module):
 
     so the encoder keeps its variational objective while the decoder is fitted to samples
     closer to the true posterior than q's (Hoffman 2017, Alg. 1). Its value is the bound.
+    A prior that calls the guide's encoder (the VampPrior) also passes the gradient of
+    log p(z_T) to the encoder: only the model's own parameters are held fixed in the bound.
     The chain's last acceptance rate and the kernel's step size are in ``diagnostics()``.
     It is a module without parameters: its state is the kernel's adaptation, saved in
     checkpoints, and in ``eval()`` mode the kernel does not adapt.
