@@ -14,6 +14,7 @@ from .. import experiments
 from ..data import ChecksumError, DataNotFoundError
 from ..experiments.config import ConfigError, RunKindError
 from ..train import NonFiniteLossError
+from ..train.distributed import DEVICES
 
 # Errors that are the user's to fix: printed as one clear message, no traceback.
 USER_ERRORS = (
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--device",
-        choices=["auto", "cpu", "cuda"],
+        choices=DEVICES,
         help="where to train (default: the config's train.device)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -65,13 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "eval",
         help="evaluate a trained run",
-        description="Importance-sampled test log-likelihood, ELBO terms and active units of a run.",
+        description="Re-run a trained run's evaluation (its task's final metrics and pictures).",
     )
     e.add_argument("run_dir", type=Path)
     e.add_argument(
         "--num-particles",
         type=int,
-        help="K for the log-likelihood (default: the config's eval.num_particles)",
+        help="particles of the evaluation, i.e. --set eval.num_particles=N "
+        "(default: the config's eval.num_particles)",
+    )
+    e.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an evaluation setting for this evaluation, e.g. --set eval.batch_size=50",
     )
 
     s = sub.add_parser(
@@ -91,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir", type=Path)
 
     sub.add_parser(
-        "list", help="list the packaged experiments", description="List the packaged experiments."
+        "list",
+        help="list the packaged experiments",
+        description="List the packaged experiments, each with its task.",
     )
     return p
 
@@ -122,10 +134,11 @@ def _print_metrics(metrics: dict[str, object]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "list":
-        for name, description in experiments.available().items():
-            print(f"{name:24s} {description}")
+        for name, (task, description) in experiments.catalogue().items():
+            print(f"{name:24s} {task:22s} {description}")
         return 0
-    from ..experiments import runner  # imports torch-heavy modules only when needed
+    from ..experiments import runner  # imports the report and plotting only when needed
+    from ..report import write_report
 
     if args.command == "train":
         overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
@@ -140,17 +153,16 @@ def _run(args: argparse.Namespace) -> int:
             print(f"report: {report.resolve()}")
         return 0
     if args.command == "eval":
-        _print_metrics(runner.evaluate(args.run_dir, args.num_particles))
-        runner.write_report(args.run_dir)
+        overrides = list(args.overrides)
+        if args.num_particles is not None:
+            overrides.append(f"eval.num_particles={args.num_particles}")
+        _print_metrics(runner.evaluate(args.run_dir, overrides))
+        write_report(args.run_dir)
         return 0
     if args.command == "sample":
-        cfg, model, _, splits = runner.load_run(args.run_dir)
-        path = runner.sample_images(
-            model, args.n, splits.image_shape, args.out or args.run_dir / "samples.png"
-        )
-        print(f"samples: {path}")
+        print(f"samples: {runner.sample(args.run_dir, args.n, args.out)}")
         return 0
     if args.command == "report":
-        print(f"report: {runner.write_report(args.run_dir).resolve()}")
+        print(f"report: {write_report(args.run_dir).resolve()}")
         return 0
     raise AssertionError(args.command)

@@ -4,13 +4,16 @@ from .binarized import binarized_mnist, read_amat
 from .dsprites import DSprites, dsprites
 from .files import ENV_VAR, ChecksumError, DataNotFoundError, RemoteFile, cache_dir, search_dirs
 from .idx import dynamic_binarize, fashion_mnist, mnist, read_idx
+from .splits import DATASETS, Splits
 
 __all__ = [
+    "DATASETS",
     "ENV_VAR",
     "ChecksumError",
     "DSprites",
     "DataNotFoundError",
     "RemoteFile",
+    "Splits",
     "binarized_mnist",
     "cache_dir",
     "dsprites",

@@ -18,6 +18,7 @@ import torch
 from torch import Size, Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
+from ..registry import at_least
 from .mixture import DiagonalGaussianMixture
 
 
@@ -38,6 +39,7 @@ class MixtureOfGaussiansPrior(nn.Module):
 
     def __init__(self, dim: int, components: int = 10, spread: float = 1.0) -> None:
         super().__init__()
+        at_least("components", components, 1)
         self.logits = nn.Parameter(torch.zeros(components))
         self.means = nn.Parameter(spread * torch.randn(components, dim))
         self.log_scales = nn.Parameter(torch.zeros(components, dim))
@@ -70,6 +72,7 @@ class VampPrior(nn.Module):
         init: Tensor | None = None,
     ) -> None:
         super().__init__()
+        at_least("num_pseudo", num_pseudo, 1)
         self.__dict__["encoder"] = encoder  # called, not owned (see above)
         self.encoder: Callable[[Tensor], Distribution]
         start = (

@@ -1,4 +1,9 @@
-"""Named experiments: YAML files shipped in this folder, found by name or by path."""
+"""Named experiments: YAML files shipped in this folder, found by name or by path.
+
+Each file says ``task: NAME`` (see ``registry.TASKS``) and holds that task's sections; files
+without ``task:`` are read in the format before tasks (a VAE, unless ``model.name`` says
+otherwise).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,26 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError, ExperimentConfig, apply_override, load_config, valid_keys
+from .config import ConfigError, RunConfig, apply_override, valid_keys
+from .registry import TASKS, load_config
 
 HERE = Path(__file__).resolve().parent
 
 
 def available() -> dict[str, str]:
     """Packaged experiment names and their one-line descriptions."""
+    return {name: description for name, (_, description) in catalogue().items()}
+
+
+def catalogue() -> dict[str, tuple[str, str]]:
+    """Packaged experiment names, each with its task and one-line description."""
     out = {}
     for path in sorted(HERE.glob("*.yaml")):
         raw = yaml.safe_load(path.read_text()) or {}
+        description = str(raw.get("description", "")).strip()
         out[path.stem] = (
-            str(raw.get("description", "")).strip().splitlines()[0]
-            if raw.get("description")
-            else ""
+            str(raw.get("task", "")),
+            description.splitlines()[0] if description else "",
         )
     return out
 
@@ -44,16 +55,18 @@ def resolve(name_or_path: str) -> Path:
     )
 
 
-def load(name_or_path: str, overrides: Sequence[str] = (), smoke: bool = False) -> ExperimentConfig:
+def load(name_or_path: str, overrides: Sequence[str] = (), smoke: bool = False) -> RunConfig:
     """Load an experiment by name or path, with ``key=value`` overrides."""
     return load_config(resolve(name_or_path), overrides, smoke)
 
 
 __all__ = [
+    "TASKS",
     "ConfigError",
-    "ExperimentConfig",
+    "RunConfig",
     "apply_override",
     "available",
+    "catalogue",
     "load",
     "load_config",
     "resolve",

@@ -39,6 +39,11 @@ class MADE(nn.Module):
         context_size: int | None = None,
     ) -> None:
         super().__init__()
+        if any(h < dim - 1 for h in hidden):
+            raise ValueError(
+                f"every MADE width must be >= latent size - 1 ({dim - 1}) so that each input "
+                f"reaches the later outputs; got widths {list(hidden)}"
+            )
         self.dim, self.outputs_per_dim = dim, outputs_per_dim
         degrees = [torch.arange(dim)]  # input degrees 0..D-1
         for h in hidden:

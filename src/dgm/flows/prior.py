@@ -6,6 +6,7 @@ import torch
 from torch import Size, nn
 from torch.distributions import Distribution, Independent, Normal
 
+from ..registry import at_least
 from .autoregressive import MAF
 from .bijection import Bijection, Compose, Permute
 from .distribution import FlowDistribution
@@ -31,8 +32,7 @@ class AutoregressivePrior(nn.Module):
 
     def __init__(self, dim: int, length: int = 2, hidden: tuple[int, ...] = (100, 100)) -> None:
         super().__init__()
-        if length < 1:
-            raise ValueError(f"AutoregressivePrior needs length >= 1, got {length}")
+        at_least("length", length, 1)
         steps: list[Bijection] = []
         for i in range(length):
             if i > 0:

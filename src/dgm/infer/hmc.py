@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..ppl import posterior_log_density
+from ..registry import at_least
 
 __all__ = ["HMC", "posterior_log_density"]
 
@@ -64,10 +65,11 @@ class HMC:
         shared_step_size: bool = False,
         min_adapt_rate: float = 0.0,
     ) -> None:
-        if num_leapfrog < 1:
-            raise ValueError(f"HMC: num_leapfrog must be >= 1, got {num_leapfrog}")
+        at_least("num_leapfrog", num_leapfrog, 1)
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
         if not 0 < target_accept < 1:
-            raise ValueError(f"HMC: target_accept must be in (0, 1), got {target_accept}")
+            raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
         self.log_prob = log_prob
         self.event_dims = event_dims
         self.num_leapfrog = num_leapfrog

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+MIN_GRADIENT_DRAWS = 2  # a variance needs two draws
+
 
 def effective_sample_size(log_w: Tensor) -> Tensor:
     """ESS = (sum_k w_k)^2 / sum_k w_k^2 over the leading (particle) dimension: ``[K, *B] -> [*B]``.
@@ -57,8 +59,10 @@ def gradient_stats(
         params: whose gradient to measure; default the guide's parameters.
         num_draws: repetitions (>= 2).
     """
-    if num_draws < 2:
-        raise ValueError("gradient_stats needs num_draws >= 2 to estimate a variance")
+    if num_draws < MIN_GRADIENT_DRAWS:
+        raise ValueError(
+            f"gradient_stats needs num_draws >= {MIN_GRADIENT_DRAWS} to estimate a variance"
+        )
     chosen = [p for p in (guide.parameters() if params is None else params) if p.requires_grad]
     if not chosen:
         raise ValueError("gradient_stats: no parameters that require gradients")

@@ -51,6 +51,8 @@ from torch.distributions import (
 from ..nn import MLP
 from ..ppl import sample, trace
 
+EMBEDDINGS = ("mlp", "set")  # a flattened MLP of fixed-size data sets, or a set embedding
+
 
 @dataclass
 class _SitePlan:
@@ -149,8 +151,10 @@ class AutoGuide(nn.Module):
         **example_kwargs: Any,
     ) -> None:
         super().__init__()
-        if embedding not in ("mlp", "set"):
-            raise ValueError(f"AutoGuide: embedding must be 'mlp' or 'set', got {embedding!r}")
+        if embedding not in EMBEDDINGS:
+            raise ValueError(
+                f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r} (AutoGuide)"
+            )
         if components < 1:
             raise ValueError(f"AutoGuide: components must be >= 1, got {components}")
         with torch.no_grad(), trace() as tr:

@@ -25,8 +25,7 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, N
 from ..flows import IAF, Bijection, Compose, FlowDistribution, Permute, Planar
 from ..nn import MLP
 from ..nn.mlp import activation as make_activation
-
-POSTERIORS = ("diagonal", "full", "planar", "iaf")
+from ..registry import Registry, at_least
 
 
 class GaussianLayer(nn.Module):
@@ -124,8 +123,7 @@ class FlowLayer(nn.Module):
         super().__init__()
         if not hidden:
             raise ValueError("a flow posterior needs at least one hidden layer (its context)")
-        if length < 1:
-            raise ValueError(f"a flow posterior needs flow_length >= 1, got {length}")
+        at_least("flow_length", length, 1)
         context = hidden[-1]
         self.trunk = nn.Sequential(MLP((in_size, *hidden), activation), make_activation(activation))
         self.head = nn.Linear(context, 2 * out_size)
@@ -153,6 +151,37 @@ class FlowLayer(nn.Module):
         return self._base(self.trunk(h))
 
 
+POSTERIORS: Registry[nn.Module] = Registry("posterior")
+"""The amortized families by name. Every entry is built as
+``build(in_size, hidden, out_size, activation, flow_length, flow_hidden)``; the capability
+``rescorable`` says whether q can score values it did not draw itself at the cost of a
+forward pass (the doubly-reparameterized gradient re-scores aliases of its draws)."""
+POSTERIORS.add(
+    "diagonal",
+    lambda i, h, o, a, *_: GaussianLayer(i, h, o, a),
+    "diagonal Gaussian",
+    rescorable=True,
+)
+POSTERIORS.add(
+    "full",
+    lambda i, h, o, a, *_: FullCovarianceLayer(i, h, o, a),
+    "full-covariance Gaussian (Cholesky factor from the encoder)",
+    rescorable=True,
+)
+POSTERIORS.add(
+    "planar",
+    lambda i, h, o, a, n, w: FlowLayer(i, h, o, a, "planar", n, w),
+    "planar flow with parameters from the encoder (no inverse)",
+    rescorable=False,
+)
+POSTERIORS.add(
+    "iaf",
+    lambda i, h, o, a, n, w: FlowLayer(i, h, o, a, "iaf", n, w),
+    "inverse autoregressive flow conditioned on the encoder (inverse costs D passes)",
+    rescorable=False,
+)
+
+
 def posterior_layer(
     kind: str,
     in_size: int,
@@ -162,11 +191,5 @@ def posterior_layer(
     flow_length: int = 2,
     flow_hidden: Sequence[int] = (100, 100),
 ) -> nn.Module:
-    """The amortized family ``kind`` (one of ``POSTERIORS``) for one stochastic layer."""
-    if kind == "diagonal":
-        return GaussianLayer(in_size, hidden, out_size, activation)
-    if kind == "full":
-        return FullCovarianceLayer(in_size, hidden, out_size, activation)
-    if kind in ("planar", "iaf"):
-        return FlowLayer(in_size, hidden, out_size, activation, kind, flow_length, flow_hidden)
-    raise ValueError(f"unknown posterior {kind!r}; choose one of {', '.join(POSTERIORS)}")
+    """The amortized family ``kind`` (a name in ``POSTERIORS``) for one stochastic layer."""
+    return POSTERIORS.build(kind, in_size, hidden, out_size, activation, flow_length, flow_hidden)

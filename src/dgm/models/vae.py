@@ -57,8 +57,7 @@ class VAEModel(nn.Module):
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if len(hidden_sizes) != len(latent_sizes):
-            raise ValueError("hidden_sizes needs one tuple of widths per stochastic layer")
+        check_sizes(latent_sizes, hidden_sizes)
         self.data_size = data_size
         self.latent_sizes = tuple(latent_sizes)
         self.likelihood = likelihood
@@ -127,6 +126,17 @@ def _upgrade_prior_buffers(state: dict[str, Tensor], prefix: str, *_: object) ->
         state[prefix + "prior.loc"] = loc
 
 
+def check_sizes(latent_sizes: Sequence[int], hidden_sizes: Sequence[Sequence[int]]) -> None:
+    """One list of hidden widths per stochastic layer, and at least one layer."""
+    if not latent_sizes:
+        raise ValueError("latent_sizes needs at least one stochastic layer")
+    if len(hidden_sizes) != len(latent_sizes):
+        raise ValueError(
+            f"hidden_sizes needs one list of widths per entry of latent_sizes (got "
+            f"{len(latent_sizes)} latent layer(s) and {len(hidden_sizes)} list(s))"
+        )
+
+
 def check_shape(program: nn.Module, x: Tensor, data_size: int) -> None:
     """Data must be ``[batch, data_size]``: say how to get there."""
     if x.dim() != 2 or x.shape[-1] != data_size:
@@ -157,6 +167,7 @@ class VAEGuide(nn.Module):
         flow_hidden: Sequence[int] = (100, 100),
     ) -> None:
         super().__init__()
+        check_sizes(latent_sizes, hidden_sizes)
         sizes = (data_size, *latent_sizes)
         self.data_size = data_size
         self.names = latent_names(len(latent_sizes))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
     "elu": nn.ELU,
@@ -19,10 +19,10 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 def activation(name: str) -> nn.Module:
     """An activation module by name (tanh, relu, elu, softplus, leaky_relu)."""
     try:
-        return _ACTIVATIONS[name]()
+        return ACTIVATIONS[name]()
     except KeyError:
         raise ValueError(
-            f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}"
+            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
         ) from None
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from ..ppl import relax
+from ..registry import at_least
 from .elbo import elbo
 from .iwae import iwae
 from .log_weights import log_weights
@@ -28,6 +29,9 @@ class Concrete:
     """
 
     def __init__(self, num_particles: int = 1, temperature: float = 2 / 3) -> None:
+        at_least("num_particles", num_particles, 1)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.num_particles = num_particles
         self.temperature = temperature
 

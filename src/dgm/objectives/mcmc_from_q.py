@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ppl import posterior_log_density
+from ..registry import at_least
 from ._surrogate import frozen, magic_box, unwrap
 from .elbo import elbo
 from .iwae import iwae
@@ -68,8 +69,7 @@ class MCMCFromQ(nn.Module):
         bound: str = "elbo",
         site: str = "z",
     ) -> None:
-        if num_steps < 1:
-            raise ValueError(f"MCMCFromQ: num_steps must be >= 1, got {num_steps}")
+        at_least("num_steps", num_steps, 1)
         if bound not in ("elbo", "iwae"):
             raise ValueError(f"MCMCFromQ: bound must be 'elbo' or 'iwae', got {bound!r}")
         super().__init__()

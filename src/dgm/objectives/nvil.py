@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..registry import at_least
 from ._surrogate import magic_box
 from .log_weights import log_weights
 
@@ -24,6 +25,8 @@ class NVIL(nn.Module):
     trains an objective's parameters along with the programs'). The baseline and the running
     statistics come from earlier batches only (the first batch starts them), so the estimator stays unbiased up to the
     positive scale 1 / max(1, sqrt(v)). Reparameterized guide sites keep their path gradient.
+    The learned baseline serves every score-function site: a site's own ``infer={"baseline":
+    b}`` (honoured by ``elbo`` and ``iwae``) is not used here.
 
     Args:
         baseline: maps the programs' arguments to one number per data point (``[B]`` or
@@ -40,6 +43,7 @@ class NVIL(nn.Module):
         self, baseline: nn.Module | None = None, num_particles: int = 1, decay: float = 0.8
     ) -> None:
         super().__init__()
+        at_least("num_particles", num_particles, 1)
         self.baseline = baseline
         self.num_particles = num_particles
         self.decay = decay

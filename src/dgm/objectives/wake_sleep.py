@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ..ppl import no_reparam, replay, trace, uncondition
+from ..registry import at_least
 from ._surrogate import check_fresh, magic_box
 from .log_weights import LogWeights, log_weights
 
@@ -165,8 +166,7 @@ class RWS:
     def __init__(self, num_particles: int = 5, phi: str = "wake") -> None:
         if phi not in PHI_MODES:
             raise ValueError(f"RWS: phi must be one of {PHI_MODES}, got {phi!r}")
-        if num_particles < 1:
-            raise ValueError(f"RWS: num_particles must be >= 1, got {num_particles}")
+        at_least("num_particles", num_particles, 1)
         self.num_particles = num_particles
         self.phi = phi
 

@@ -13,12 +13,7 @@ import yaml
 from ..train.metrics_log import read_metrics
 from .figures import learning_curves
 
-PICTURES = (
-    ("learning_curves.png", "Learning curves"),
-    ("samples.png", "Samples from the model"),
-    ("reconstructions.png", "Data and reconstructions"),
-    ("posterior_curves.png", "Posterior curves per method on held-out data sets"),
-)
+MANIFEST = "pictures.json"  # [{"file": ..., "caption": ...}], written by the run's task
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -40,6 +35,24 @@ def _format(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_format(x)}" for k, x in v.items())
     return str(v)
+
+
+def listed_pictures(run: Path) -> list[tuple[str, str]]:
+    """The pictures a run lists in ``pictures.json`` (file, caption), in its order.
+
+    A run directory without the list (written before runs had one) shows every PNG file in
+    it, captioned by its name.
+    """
+    manifest = run / MANIFEST
+    if manifest.is_file():
+        listed = [(str(p["file"]), str(p["caption"])) for p in json.loads(manifest.read_text())]
+    else:
+        listed = [
+            (p.name, p.stem.replace("_", " ").capitalize())
+            for p in sorted(run.glob("*.png"))
+            if p.name != "learning_curves.png"
+        ]
+    return [("learning_curves.png", "Learning curves"), *listed]
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -73,10 +86,11 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append(f'<table id="metrics">{rows}</table>')
     else:
         parts.append("<p>No final metrics yet (the run has not finished its evaluation).</p>")
-    for file, caption in PICTURES:
-        if (run / file).is_file():
+    for file, caption in listed_pictures(run):
+        if Path(file).name == file and (run / file).is_file():  # files of the run only
+            text = html.escape(caption)
             parts.append(
-                f'<figure><img alt="{caption}" src="{_data_uri(run / file)}"><figcaption>{caption}</figcaption></figure>'
+                f'<figure><img alt="{text}" src="{_data_uri(run / file)}"><figcaption>{text}</figcaption></figure>'
             )
     parts.append("<h2>Configuration</h2>")
     parts.append(f"<pre>{html.escape(config_path.read_text())}</pre>")

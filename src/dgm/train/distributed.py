@@ -24,6 +24,7 @@ class World:
 
 
 SINGLE = World()
+DEVICES = ("auto", "cpu", "cuda")  # what local_device accepts
 
 
 def init(device: torch.device) -> World:
@@ -60,6 +61,8 @@ def wrap(module: nn.Module, world: World, device: torch.device) -> nn.Module:
 
 def local_device(requested: str) -> torch.device:
     """``auto``: this process's GPU (``LOCAL_RANK``) when CUDA is available, else the CPU."""
+    if requested not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {requested!r}")
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():

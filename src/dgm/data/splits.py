@@ -1,0 +1,161 @@
+"""Data sets as train / validation / test splits, by name: the table that configurations use.
+
+``DATASETS`` maps a name to a loader ``load(data_dir=..., seed=..., train_points=...,
+valid_points=..., test_points=..., binarize=...) -> Splits``; its capabilities say what a
+configuration can know without loading anything: ``shape`` (one data point's image shape)
+and ``binarize`` (whether the ``binarize`` option applies).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..registry import Registry
+from .binarized import binarized_mnist
+from .dsprites import FACTOR_NAMES, dsprites
+from .idx import dynamic_binarize, fashion_mnist, mnist
+
+BINARIZE = ("dynamic", "threshold")  # how grayscale images become binary (see ``_idx``)
+
+
+@dataclass
+class Splits:
+    """Train / validation / test tensors ``[N, D]`` and what is known about them.
+
+    Attributes:
+        image_shape: the shape of one point as an image (for pictures), e.g. ``(28, 28)``.
+        transform: applied to every training batch (e.g. a fresh dynamic binarization).
+        side: side information per split, indexed like the data: ``side["labels"]["test"]``
+            (MNIST classes), ``side["factors"]["train"]`` (dSprites factor values ``[N, 5]``).
+        info: anything else, e.g. ``info["factor_names"]``.
+    """
+
+    train: Tensor
+    valid: Tensor
+    test: Tensor
+    image_shape: tuple[int, ...]
+    transform: Callable[[Tensor], Tensor] | None = None
+    side: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_size(self) -> int:
+        """The dimension of one flattened point."""
+        return math.prod(self.image_shape)
+
+
+def _dsprites(
+    *, seed: int, train_points: int | None, valid_points: int, test_points: int, **_: Any
+) -> Splits:
+    total = (train_points or 50000) + valid_points + test_points
+    ds = dsprites(total, seed=seed)
+    n_valid, n_test = valid_points, test_points
+
+    def cut(t: Tensor) -> dict[str, Tensor]:
+        return {
+            "train": t[n_valid + n_test :],
+            "valid": t[:n_valid],
+            "test": t[n_valid : n_valid + n_test],
+        }
+
+    images = cut(ds.images)
+    return Splits(
+        images["train"],
+        images["valid"],
+        images["test"],
+        (64, 64),
+        side={"factors": cut(ds.values), "factor_indices": cut(ds.factors)},
+        info={"factor_names": FACTOR_NAMES},
+    )
+
+
+def _binarized_mnist(
+    *,
+    data_dir: str | None,
+    train_points: int | None,
+    valid_points: int,
+    test_points: int,
+    **_: Any,
+) -> Splits:
+    train = binarized_mnist("train", data_dir)
+    valid = binarized_mnist("valid", data_dir)[:valid_points]
+    test = binarized_mnist("test", data_dir)[:test_points]
+    return Splits(train[:train_points], valid, test, (28, 28))
+
+
+def _idx(loader: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., Splits]:
+    def load(
+        *,
+        data_dir: str | None,
+        seed: int,
+        train_points: int | None,
+        valid_points: int,
+        test_points: int,
+        binarize: str | None = None,
+        **_: Any,
+    ) -> Splits:
+        gen = torch.Generator().manual_seed(seed)
+        train_all, train_labels = loader("train", data_dir)
+        test_all, test_labels = loader("test", data_dir)
+        train, valid = train_all[:50000], train_all[50000:][:valid_points]
+        test = test_all[:test_points]
+        labels = {
+            "train": train_labels[:50000][:train_points],
+            "valid": train_labels[50000:][:valid_points],
+            "test": test_labels[:test_points],
+        }
+        transform = None
+        if binarize == "dynamic":
+            # a fresh binarization of every training batch; fixed draws for validation and test
+            transform = dynamic_binarize
+            valid, test = dynamic_binarize(valid, gen), dynamic_binarize(test, gen)
+        elif binarize == "threshold":
+            train, valid, test = ((t > 0.5).float() for t in (train, valid, test))
+        elif binarize is not None:
+            raise ValueError(
+                f"binarize must be one of {', '.join(BINARIZE)} or null, got {binarize!r}"
+            )
+        return Splits(
+            train[:train_points], valid, test, (28, 28), transform, side={"labels": labels}
+        )
+
+    return load
+
+
+DATASETS: Registry[Splits] = Registry("data set")
+DATASETS.add(
+    "binarized_mnist",
+    _binarized_mnist,
+    "statically binarized MNIST (Larochelle & Murray 2011), 50000 / 10000 / 10000",
+    shape=(28, 28),
+    binarize=False,
+)
+DATASETS.add(
+    "mnist",
+    _idx(mnist),
+    "MNIST in [0, 1] (binarize: dynamic or threshold), with labels",
+    shape=(28, 28),
+    binarize=True,
+)
+DATASETS.add(
+    "fashion_mnist",
+    _idx(fashion_mnist),
+    "Fashion-MNIST in [0, 1] (binarize: dynamic or threshold), with labels",
+    shape=(28, 28),
+    binarize=True,
+)
+DATASETS.add(
+    "dsprites",
+    _dsprites,
+    "dSprites generated procedurally (no download), with its five factors",
+    shape=(64, 64),
+    binarize=False,
+)
+
+__all__ = ["BINARIZE", "DATASETS", "Splits"]

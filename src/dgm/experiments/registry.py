@@ -1,0 +1,158 @@
+"""The tasks by name, imported only when used; and reading a YAML file into its task's config.
+
+A YAML file says ``task: NAME`` and holds that task's sections. Files (and run
+directories) written before tasks existed have no ``task:`` key: their ``model.name`` chose
+the family (``vae`` when absent), which each task declares as its ``legacy_model``; such
+files are upgraded by the task's ``upgrade`` hook.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..registry import Registry, UnknownChoiceError
+from .config import (
+    ConfigError,
+    RunConfig,
+    UnknownKeyError,
+    apply_override,
+    apply_smoke,
+    from_dict,
+    valid_keys,
+    validate,
+)
+from .task import Task
+
+TASKS: Registry[type[Task[Any]]] = Registry("task")
+
+
+def _lazy(path: str) -> typing.Callable[[], type[Task[Any]]]:
+    module, attr = path.split(":")
+
+    def load() -> type[Task[Any]]:
+        return typing.cast(type[Task[Any]], getattr(importlib.import_module(module), attr))
+
+    return load
+
+
+TASKS.add(
+    "vae",
+    _lazy("dgm.experiments.tasks.vae:VAETask"),
+    "variational autoencoders: any posterior x any prior x ELBO / IWAE / MCMC from q",
+    legacy_model="vae",
+)
+TASKS.add(
+    "sbn",
+    _lazy("dgm.experiments.tasks.sbn:SBNTask"),
+    "sigmoid belief networks with the discrete-latent estimators (RWS, wake-sleep, VIMCO ...)",
+    legacy_model="sbn",
+)
+TASKS.add(
+    "inference-compilation",
+    _lazy("dgm.experiments.tasks.inference_compilation:InferenceCompilationTask"),
+    "a learned proposal for polynomial regression against prior sampling and MH",
+    legacy_model="polyreg",
+)
+DEFAULT_TASK = "vae"  # what a file without `task:` (the format before tasks) is
+
+
+def task_class(name: str) -> type[Task[Any]]:
+    """The task registered as ``name`` (its module is imported now)."""
+    return TASKS.build(name)
+
+
+def upgrade(raw: dict[str, Any], resolved: bool = False) -> dict[str, Any]:
+    """``raw`` with a ``task:`` key: files written before tasks get theirs from ``model.name``.
+
+    Args:
+        resolved: ``raw`` is a run directory's resolved ``config.yaml`` (every key of the old
+            all-in-one schema is present; those the task does not have are dropped).
+    """
+    if "task" in raw:
+        return raw
+    raw = copy.deepcopy(raw)
+    model = raw.get("model")
+    old = model.pop("name", None) if isinstance(model, dict) else None
+    legacy = {TASKS[n].legacy_model: n for n in TASKS}
+    if old is None:
+        name = DEFAULT_TASK
+    elif old in legacy:
+        name = legacy[old]
+    else:
+        raise ConfigError(
+            f"model.name: {old!r} is not one of {', '.join(legacy)} (a file without `task:` "
+            f"is read in the format before tasks; new files say `task:`, one of {', '.join(TASKS)})"
+        )
+    raw["task"] = name
+    return task_class(name).upgrade(raw, resolved)
+
+
+def parse(raw: Any, source: str, resolved: bool = False) -> RunConfig:
+    """Build the configuration a YAML mapping describes; errors name ``source``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {raw!r}")
+    try:
+        raw = upgrade(raw, resolved)
+        name = raw["task"]
+        cls = task_class(name)
+    except UnknownChoiceError as err:
+        raise ConfigError(f"{source}: task: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    try:
+        return typing.cast(RunConfig, from_dict(raw, cls.Config))
+    except UnknownKeyError as err:
+        raise ConfigError(f"{source}: {_foreign(err, name)}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def check(cfg: RunConfig, source: str = "config") -> None:
+    """Choices, ranges, the configuration's own rules and its task's rules."""
+    try:
+        validate(cfg)
+        task_class(cfg.task).check(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = (), smoke: bool = False) -> RunConfig:
+    """Read a YAML experiment, apply its ``smoke`` overrides (if asked) and ``overrides``, check it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    cfg = parse(raw, str(path))
+    try:
+        if smoke:
+            apply_smoke(cfg)
+        for assignment in overrides:
+            apply_override(cfg, assignment)
+    except UnknownKeyError as err:
+        raise ConfigError(f"{path}: {_foreign(err, cfg.task)}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    check(cfg, str(path))
+    return cfg
+
+
+def _foreign(err: UnknownKeyError, task: str) -> str:
+    """The unknown-key message, saying which other task has the key if one does."""
+    owners = [n for n in TASKS if n != task and err.key in valid_keys(task_class(n).Config)]
+    if not owners:
+        return str(err)
+    return (
+        f"{err.key} is a setting of task {' and '.join(repr(o) for o in owners)}, not of "
+        f"task {task!r} (this file's `task:`). Valid keys of {task!r}: {', '.join(err.options)}"
+    )
+
+
+__all__ = ["DEFAULT_TASK", "TASKS", "check", "load_config", "parse", "task_class", "upgrade"]

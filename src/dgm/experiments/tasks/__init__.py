@@ -1,0 +1,1 @@
+"""The tasks, one file per family; ``dgm.experiments.registry.TASKS`` names them."""

@@ -1,0 +1,288 @@
+"""What the latent-variable tasks share: a model p(x, z) and a guide q(z | x) trained on image
+data by an objective of importance weights, validated and evaluated by importance sampling.
+
+``vae.py`` and ``sbn.py`` subclass ``LatentVariableTask`` with their programs and their
+configuration sections; data, the update, validation, evaluation and pictures are here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from ...data import DATASETS, Splits
+from ...data.splits import BINARIZE
+from ...metrics import (
+    active_units,
+    effective_sample_size,
+    elbo_terms,
+    gradient_stats,
+    log_likelihood,
+)
+from ...metrics.diagnostics import MIN_GRADIENT_DRAWS
+from ...nn import MLP
+from ...objectives import OBJECTIVES, MCMCFromQ, iwae, log_weights
+from ...objectives.wake_sleep import PHI_MODES
+from ...ppl import replay, trace
+from ...report import image_grid
+from ...train import Step, SurrogateStep
+from ...train.state import Stateless, callable_of
+from ..config import ConfigError, RunConfig, TrainConfig, at_least, choice, config_errors
+from ..task import Parts, Picture, Task, Wrap
+
+
+@dataclass(kw_only=True)
+class ImageDataConfig:
+    """Which data set (``dgm.data.DATASETS``), how much of it, and how to binarize."""
+
+    name: str = choice(DATASETS)
+    data_dir: str | None = None
+    train_points: int | None = at_least(1, None)  # a subset of the training set (None: all)
+    valid_points: int = at_least(1, 1000)
+    test_points: int = at_least(1, 1000)
+    binarize: str | None = choice(BINARIZE, None)  # mnist / fashion_mnist only
+
+
+@dataclass(kw_only=True)
+class ObjectiveConfig:
+    """The training objective (``dgm.objectives.OBJECTIVES``) and its options."""
+
+    name: str = choice(lambda: OBJECTIVES.names(learns_model=True), "iwae")
+    num_particles: int = 5
+    phi: str = choice(PHI_MODES, "wake")  # rws: the guide's update
+    temperature: float = 0.6667  # concrete: the relaxation's temperature
+    baseline_hidden: int = 100  # nvil: hidden units of the baseline network C(x)
+
+
+@dataclass(kw_only=True)
+class LatentTrainConfig(TrainConfig):
+    """The loop, plus a separate learning rate for the guide and the validation budget."""
+
+    guide_lr: float | None = None  # a separate Adam for the guide (wake-sleep); None: one Adam
+    valid_particles: int = at_least(1, 50)
+    grad_stats_draws: int = at_least(MIN_GRADIENT_DRAWS, 10)  # for the guide's gradient SNR
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Final evaluation: importance-sampled log-likelihood and latent statistics."""
+
+    num_particles: int = at_least(1, 5000)
+    batch_size: int = at_least(1, 100)
+
+
+@dataclass(kw_only=True)
+class LatentConfig(RunConfig):
+    """The sections every latent-variable run has; tasks add ``model`` (and extend these)."""
+
+    data: ImageDataConfig
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: LatentTrainConfig = field(default_factory=LatentTrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+C = TypeVar("C", bound=LatentConfig)
+# constructor arguments that the configuration names differently
+RENAMES = {
+    "components": "prior_components",
+    "num_pseudo": "prior_components",
+    "length": "prior_flow_length",
+    "num_steps": "hmc_steps",
+    "num_leapfrog": "hmc_leapfrog",
+    "step_size": "hmc_step_size",
+    "target_accept": "hmc_target_accept",
+}
+
+
+class LatentVariableTask(Task[C]):
+    """A model and a guide on image data, trained by one objective of their log weights."""
+
+    activation = "tanh"  # of NVIL's baseline network
+
+    def programs(self, data_size: int) -> tuple[nn.Module, nn.Module]:
+        """The model and the guide for points of ``data_size``."""
+        raise NotImplementedError
+
+    def objective(self, data_size: int) -> Any:
+        """The training objective that ``objective`` names."""
+        o = self.cfg.objective
+        baseline = None
+        if OBJECTIVES[o.name].baseline:
+            baseline = MLP((data_size, o.baseline_hidden, 1), self.activation)
+        return OBJECTIVES.build(
+            o.name,
+            num_particles=o.num_particles,
+            dreg=getattr(o, "dreg", False),
+            phi=o.phi,
+            temperature=o.temperature,
+            baseline=baseline,
+        )
+
+    @classmethod
+    def upgrade(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
+        data = raw.setdefault("data", {})
+        if isinstance(data, dict):
+            data.setdefault("name", "binarized_mnist")  # the default before tasks
+        return super().upgrade(raw, resolved)
+
+    @classmethod
+    def check(cls, cfg: C) -> None:
+        d = cfg.data
+        if d.binarize is not None and not DATASETS[d.name].binarize:
+            choices = ", ".join(DATASETS.names(binarize=True))
+            raise ConfigError(
+                f"data.binarize applies to data.name={choices}; {d.name} is already binary "
+                "(set data.binarize to null)"
+            )
+        # a dry build: the constructors hold the rules, and a bad value fails before any data
+        task = cls(cfg)
+        size = math.prod(DATASETS[d.name].shape)
+        with torch.random.fork_rng():
+            with _errors(cfg, "model"):
+                task.programs(size)
+            with _errors(cfg, "objective"):
+                task.objective(size)
+
+    def data(self) -> Splits:
+        d = self.cfg.data
+        return DATASETS.build(
+            d.name,
+            data_dir=d.data_dir,
+            seed=self.cfg.train.seed,
+            train_points=d.train_points,
+            valid_points=d.valid_points,
+            test_points=d.test_points,
+            binarize=d.binarize,
+        )
+
+    def build(self, data: Splits, training: bool = True) -> Parts:
+        model, guide = self.programs(data.data_size)
+        parts: Parts = {"model": model, "guide": guide}
+        if training:
+            set_bias = getattr(model, "set_output_bias", None)
+            if set_bias is not None and getattr(model, "likelihood", "bernoulli") == "bernoulli":
+                set_bias(data.train.mean(0))
+            objective = self.objective(data.data_size)
+            parts["objective"] = (
+                objective if isinstance(objective, nn.Module) else Stateless(objective)
+            )
+        return parts
+
+    def optimizers(self, parts: Parts) -> list[torch.optim.Optimizer]:
+        t = self.cfg.train
+        model_params = [*parts["model"].parameters(), *parts["objective"].parameters()]
+        if t.guide_lr is None:
+            params = [*model_params, *parts["guide"].parameters()]
+            return [torch.optim.Adam(params, lr=t.lr, eps=t.adam_eps)]
+        # the model and the guide each with their own Adam (wake-sleep style)
+        return [
+            torch.optim.Adam(model_params, lr=t.lr, eps=t.adam_eps),
+            torch.optim.Adam(parts["guide"].parameters(), lr=t.guide_lr, eps=t.adam_eps),
+        ]
+
+    def step(self, parts: Parts, optimizers: list[torch.optim.Optimizer], wrap: Wrap) -> Step:
+        order = [parts["model"], parts["guide"], parts["objective"]]
+        params = [p for m in order for p in m.parameters() if p.requires_grad]
+        programs = (wrap(parts["model"]), wrap(parts["guide"]))
+        objective = callable_of(parts["objective"])
+        return SurrogateStep(objective, programs, optimizers, params, self.cfg.train.grad_clip)
+
+    def validate(self, parts: Parts, data: Splits) -> Callable[[], dict[str, float]]:
+        t = self.cfg.train
+        model, guide, part = parts["model"], parts["guide"], parts["objective"]
+        objective = callable_of(part)
+        device = _device(model)
+        valid = data.valid.to(device)
+        probe = data.train[: min(t.batch_size, 100)].to(device)
+
+        def validate() -> dict[str, float]:
+            k = t.valid_particles
+            with torch.no_grad():
+                lw = log_weights(model, guide, valid, num_particles=k)
+                metrics = {
+                    f"valid/iwae_k{k}": iwae(lw).mean().item(),
+                    f"valid/ess_k{k}": effective_sample_size(lw.log_w).mean().item(),
+                }
+            part.eval()  # measuring must not move NVIL's running statistics
+            stats = gradient_stats(objective, model, guide, probe, num_draws=t.grad_stats_draws)
+            if isinstance(objective, MCMCFromQ):
+                metrics.update({f"valid/{k}": v for k, v in objective.diagnostics().items()})
+            metrics["valid/guide_grad_snr"] = stats.snr
+            metrics["valid/guide_grad_variance"] = stats.total_variance
+            return metrics
+
+        return validate
+
+    def evaluate(self, parts: Parts, data: Splits) -> dict[str, Any]:
+        model, guide = parts["model"], parts["guide"]
+        k, e = self.cfg.eval.num_particles, self.cfg.eval
+        test = data.test.to(_device(model))
+        t0 = time.perf_counter()
+        ll = log_likelihood(model, guide, test, num_particles=k, batch_size=e.batch_size)
+        terms = elbo_terms(model, guide, test)
+        return {
+            f"test_log_likelihood_k{k}": ll.mean().item(),
+            "test_log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item()
+            if len(ll) > 1
+            else 0.0,
+            "test_elbo": terms.elbo.mean().item(),
+            "test_reconstruction": terms.reconstruction.mean().item(),
+            "test_kl": terms.kl.mean().item(),
+            "active_units": active_units(guide, test),
+            "test_points": len(test),
+            "eval_seconds": round(time.perf_counter() - t0, 1),
+        }
+
+    @torch.no_grad()
+    def pictures(self, parts: Parts, data: Splits, run: Path) -> list[Picture]:
+        """samples.png (pixel means of x ~ p(x | z), z ~ p(z)) and reconstructions.png."""
+        model, guide = parts["model"], parts["guide"]
+        self.sample(parts, data, 64, run / "samples.png")
+        x = data.test[:32].to(_device(model))
+        with trace() as q:
+            guide(x)
+        with trace() as p, replay(q):
+            model(x)
+        pairs = torch.stack([x, p["x"].fn.mean], 1).reshape(2 * len(x), -1)
+        caption = "data (left) | reconstruction (right)"
+        image_grid(pairs, data.image_shape, run / "reconstructions.png", caption, columns=16)
+        return [
+            Picture("samples.png", "Samples from the model"),
+            Picture("reconstructions.png", "Data and reconstructions"),
+        ]
+
+    @torch.no_grad()
+    def sample(self, parts: Parts, data: Splits, n: int, path: Path) -> Path:
+        """Draw ``n`` samples from the model and save their pixel means as a grid."""
+        with trace() as tr:
+            parts["model"](num_samples=n)
+        return image_grid(tr["x"].fn.mean, data.image_shape, path, f"{n} samples (pixel means)")
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@contextlib.contextmanager
+def _errors(cfg: LatentConfig, section: str) -> Iterator[None]:
+    keys = [f for f in vars(getattr(cfg, section))]
+    with config_errors(section, keys, RENAMES):
+        yield
+
+
+__all__ = [
+    "EvalConfig",
+    "ImageDataConfig",
+    "LatentConfig",
+    "LatentTrainConfig",
+    "LatentVariableTask",
+    "ObjectiveConfig",
+]

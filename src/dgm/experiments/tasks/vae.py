@@ -1,0 +1,144 @@
+"""The VAE task: any posterior family x any prior x ELBO / IWAE / the other objectives, and
+MCMC from q (``objective.hmc_steps``), on image data (``dgm.models.vae``).
+
+YAML: ``task: vae`` (or no ``task:``: files written before tasks are VAE runs) with the
+sections ``data``, ``model``, ``objective``, ``train`` and ``eval``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ...infer import HMC
+from ...models.posteriors import POSTERIORS
+from ...models.priors import PRIORS
+from ...models.vae import LIKELIHOODS, VAEGuide, VAEModel
+from ...nn.mlp import ACTIVATIONS
+from ...objectives import OBJECTIVES, MCMCFromQ
+from ..config import ConfigError, at_least, choice
+from .latent import LatentConfig, LatentVariableTask, ObjectiveConfig
+
+
+@dataclass(kw_only=True)
+class VAEModelConfig:
+    """The programs: sizes, likelihood, the posterior family of every layer, the prior on top."""
+
+    latent_sizes: list[int] = at_least(1, factory=lambda: [50])  # noqa: RUF009
+    hidden_sizes: list[list[int]] = field(default_factory=lambda: [[200, 200]])
+    likelihood: str = choice(LIKELIHOODS, "bernoulli")
+    activation: str = choice(ACTIVATIONS, "tanh")
+    posterior: str = choice(POSTERIORS, "diagonal")
+    flow_length: int = 2  # planar / iaf steps per layer
+    flow_hidden: list[int] = field(default_factory=lambda: [100, 100])  # MADE widths (iaf, maf)
+    prior: str = choice(PRIORS, "normal")
+    prior_components: int | None = None  # mog components (10) / vamp pseudo-inputs (500)
+    prior_flow_length: int = 2  # maf steps of the autoregressive prior
+
+
+@dataclass(kw_only=True)
+class VAEObjectiveConfig(ObjectiveConfig):
+    """The objective, the doubly-reparameterized gradient, and HMC refinement of q's samples."""
+
+    dreg: bool = False  # iwae: the doubly-reparameterized guide gradient
+    # elbo / iwae: refine q's samples with HMC on p(z | x); the decoder learns from them
+    hmc_steps: int = at_least(0, 0)  # HMC transitions per training step (0: no refinement)
+    hmc_leapfrog: int = 5  # leapfrog steps per transition
+    hmc_step_size: float = 0.05  # initial step size (adapted toward hmc_target_accept)
+    hmc_target_accept: float = 0.8
+
+
+@dataclass(kw_only=True)
+class VAEConfig(LatentConfig):
+    """A VAE run."""
+
+    task: str = "vae"
+    model: VAEModelConfig = field(default_factory=VAEModelConfig)
+    objective: VAEObjectiveConfig = field(default_factory=VAEObjectiveConfig)
+
+    def check(self) -> None:
+        super().check()
+        m, o = self.model, self.objective
+        entry = OBJECTIVES[o.name]
+        if o.dreg and not entry.dreg:
+            names = " or ".join(OBJECTIVES.names(dreg=True))
+            raise ConfigError(f"objective.dreg applies to objective.name={names} only")
+        if o.dreg and not POSTERIORS[m.posterior].rescorable:
+            raise ConfigError(
+                f"objective.dreg re-scores the guide's samples under a detached copy of q, which "
+                f"needs q's inverse; a {m.posterior} flow has none (or a slow one): use "
+                f"model.posterior={' or '.join(POSTERIORS.names(rescorable=True))}, or "
+                "objective.dreg=false"
+            )
+        if PRIORS[m.prior].single_layer and len(m.latent_sizes) != 1:
+            raise ConfigError(
+                f"model.prior={m.prior} mixes the encoder's posteriors at pseudo-inputs: it needs "
+                "one stochastic layer (model.latent_sizes with one entry)"
+            )
+        if o.hmc_steps:
+            bounds = [n for n in OBJECTIVES if OBJECTIVES[n].bound is not None]
+            if entry.bound is None:
+                raise ConfigError(
+                    "objective.hmc_steps (MCMC from q) refines samples for objective.name="
+                    f"{' or '.join(bounds)}, not {o.name}"
+                )
+            if len(m.latent_sizes) != 1:
+                raise ConfigError(
+                    "objective.hmc_steps moves one latent site: use one stochastic layer "
+                    "(model.latent_sizes with one entry)"
+                )
+            if o.dreg:
+                raise ConfigError("objective.hmc_steps and objective.dreg do not combine")
+
+
+class VAETask(LatentVariableTask[VAEConfig]):
+    """Variational autoencoders (``dgm.models.vae``) with the posteriors, priors and objectives
+    of ``POSTERIORS``, ``PRIORS`` and ``OBJECTIVES``."""
+
+    name = "vae"
+    Config = VAEConfig
+    legacy_model = "vae"
+
+    @property
+    def activation(self) -> str:  # type: ignore[override]
+        return self.cfg.model.activation
+
+    def programs(self, data_size: int) -> tuple[nn.Module, nn.Module]:
+        m = self.cfg.model
+        hidden = [tuple(h) for h in m.hidden_sizes]
+        guide = VAEGuide(
+            data_size,
+            m.latent_sizes,
+            hidden,
+            m.activation,
+            m.posterior,
+            m.flow_length,
+            tuple(m.flow_hidden),
+        )
+        prior = PRIORS.build(
+            m.prior,
+            m.latent_sizes[-1],
+            data_size=data_size,
+            # the Gaussian part of q: a flow posterior's base (a mixture needs closed-form parts)
+            encoder=guide.layers[0].base,
+            components=m.prior_components,
+            flow_length=m.prior_flow_length,
+            flow_hidden=m.flow_hidden,
+        )
+        model = VAEModel(data_size, m.latent_sizes, hidden, m.likelihood, m.activation, prior)
+        return model, guide
+
+    def objective(self, data_size: int) -> Any:
+        o = self.cfg.objective
+        if not o.hmc_steps:
+            return super().objective(data_size)
+        kernel = HMC(
+            num_leapfrog=o.hmc_leapfrog,
+            step_size=o.hmc_step_size,
+            target_accept=o.hmc_target_accept,
+            shared_step_size=True,
+            min_adapt_rate=0.01,
+        )
+        return MCMCFromQ(kernel, o.hmc_steps, o.num_particles, OBJECTIVES[o.name].bound)

@@ -1,0 +1,215 @@
+"""The training loop: budget, batches, logging, validation, early stopping, checkpoints.
+
+What an update does is the step's business (``dgm.train.step``); what is saved is the
+state's (``dgm.train.state``). Under torchrun every process runs the loop on its share of
+each batch; rank 0 validates, logs and checkpoints, and decisions that end the loop are
+shared so that all ranks stop at the same step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .batches import Batches, leading, to
+from .distributed import SINGLE, World
+from .metrics_log import MetricsLog
+from .state import TrainState
+from .step import Data, NonFiniteLossError, Step
+
+
+@dataclass
+class Schedule:
+    """When things happen: the budget (exactly one of ``steps`` and ``epochs``), batch size
+    and data order, and the cadence of logging, validation and checkpoints (in steps)."""
+
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 100
+    seed: int = 0
+    log_every: int = 100
+    validate_every: int = 500
+    checkpoint_every: int = 500
+    patience: int | None = None  # validations without improvement before stopping
+    time_limit: float | None = None  # seconds
+
+
+@dataclass
+class FitResult:
+    """What the loop did: the logged metrics, step count, wall time and best validation score."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+    epochs: float = 0.0
+    seconds: float = 0.0
+    best: float = -math.inf
+    stopped_early: bool = False
+
+
+def run(
+    state: TrainState,
+    step: Step,
+    data: Data,
+    schedule: Schedule,
+    *,
+    transform: Callable[[Tensor], Tensor] | None = None,
+    validate: Callable[[], dict[str, float]] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    log: MetricsLog | None = None,
+    progress: bool = False,
+    world: World = SINGLE,
+) -> FitResult:
+    """Repeat ``step`` on batches of ``data`` until the schedule's budget is spent.
+
+    ``validate()`` returns metrics whose first value is the score (higher is better) that
+    picks ``best.pt`` and drives early stopping; ``last.pt`` is written every
+    ``checkpoint_every`` steps, at the end and when stopping early. ``resume=True``
+    restores the state from ``checkpoint_dir/last.pt`` and truncates the log after it.
+    """
+    s, n, k = schedule, leading(data), step.num_batches
+    if transform is not None and not isinstance(data, Tensor):
+        raise ValueError("fit: transform= applies to tensor data, not to a tuple or dict")
+    if (s.steps is None) == (s.epochs is None):
+        raise ValueError("give exactly one of steps= or epochs=")
+    batches = Batches(data, s.batch_size, s.seed, world)
+    total = s.steps if s.steps is not None else math.ceil(float(s.epochs) * batches.per_epoch / k)  # type: ignore[arg-type]
+    params = state.params()
+    device = params[0].device if params else torch.device("cpu")
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume:
+        if ckpt is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        state.load(ckpt / "last.pt", map_location=device)
+        if log is not None:
+            log.truncate_after(state.step)
+    result, logged = FitResult(steps=state.step, best=state.best), _Window(s.batch_size * k)
+
+    def save(name: str) -> None:
+        if ckpt is not None and world.is_main:
+            state.save(ckpt / name)
+
+    bar = _progress_bar(total, state.step) if progress and world.is_main else None
+    start = time.perf_counter()
+    state.train()
+    for i in range(state.step + 1, total + 1):
+        xs = [to(batches((i - 1) * k + j), device) for j in range(k)]
+        try:
+            losses = step([transform(x) if transform else x for x in xs])  # type: ignore[arg-type]
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(
+                _non_finite_message(err, i, s.batch_size * k, n, ckpt), err.name, err.value
+            ) from None
+        state.step = result.steps = i
+        logged.add(losses)
+        stop = s.time_limit is not None and _agree(
+            time.perf_counter() - start > s.time_limit, world
+        )
+        if i % s.log_every == 0 or i == total or stop:
+            record = logged.flush(i, start)
+            result.history.append(record)
+            if log is not None and world.is_main:
+                log.write(
+                    i, **{key: v for key, v in record.items() if key not in ("step", "seconds")}
+                )
+            if bar is not None:
+                bar.set_postfix(
+                    {key: f"{v:.3g}" for key, v in record.items() if key.startswith("loss")}
+                )
+        if validate is not None and (i % s.validate_every == 0 or i == total or stop):
+            improved = False
+            if world.is_main:
+                metrics = validate()
+                state.train()
+                improved = next(iter(metrics.values())) > state.best
+                if improved:
+                    state.best = result.best = next(iter(metrics.values()))
+                if log is not None:
+                    log.write(i, **metrics)
+            state.bad_validations = 0 if improved else state.bad_validations + 1
+            if improved:
+                save("best.pt")
+            if s.patience is not None and _agree(state.bad_validations >= s.patience, world):
+                result.stopped_early = stop = True
+        if i % s.checkpoint_every == 0 or i == total or stop:
+            save("last.pt")
+        if bar is not None:
+            bar.update(1)
+        if stop:
+            break
+    if bar is not None:
+        bar.close()
+    state.train(False)
+    result.seconds = time.perf_counter() - start
+    result.epochs = result.steps * s.batch_size * k / n
+    return result
+
+
+class _Window:
+    """Mean losses and throughput since the last record."""
+
+    def __init__(self, examples_per_step: int) -> None:
+        self.examples_per_step = examples_per_step
+        self.sums: dict[str, float] = {}
+        self.steps, self.since = 0, time.perf_counter()
+
+    def add(self, losses: dict[str, Tensor]) -> None:
+        for key, v in losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + v.item()
+        self.steps += 1
+
+    def flush(self, step: int, start: float) -> dict[str, float]:
+        now = time.perf_counter()
+        record = {
+            "step": step,
+            **{key: v / self.steps for key, v in self.sums.items()},
+            "examples_per_s": self.steps * self.examples_per_step / (now - self.since),
+            "seconds": now - start,
+        }
+        self.sums, self.steps, self.since = {}, 0, now
+        return record
+
+
+def _progress_bar(total: int, done: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True)
+
+
+def _agree(flag: bool, world: World) -> bool:
+    """Rank 0's decision, shared with every process (so that all stop at the same step)."""
+    if world.size == 1:
+        return flag
+    t = torch.tensor([float(flag)])
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def _non_finite_message(
+    err: NonFiniteLossError, step: int, examples_per_step: int, n: int, ckpt_dir: Path | None
+) -> str:
+    last = ckpt_dir / "last.pt" if ckpt_dir is not None else None
+    if last is not None and last.is_file():
+        saved_step = torch.load(last, map_location="cpu", weights_only=False)["step"]
+        kept = f"The last good checkpoint, {last} (step {saved_step}), is kept."
+    else:
+        kept = "No checkpoint was written before it."
+    where = f"{err} at step {step} (epoch {step * examples_per_step / n:.2f}); "
+    if err.applied:
+        where += f"{err.applied}, the rest of the parameters are those after step {step - 1}."
+    else:
+        where += f"the parameters are those after step {step - 1}."
+    return (
+        f"{where} {kept} Lower the learning rate, clip gradients (grad_clip=...), or check "
+        "the data for NaN or infinite values."
+    )
+
+
+__all__ = ["FitResult", "Schedule", "run"]
