@@ -7,7 +7,7 @@ Write a model p(x, z) and a guide q(z | x) as ``nn.Module`` programs that call
 
 from . import data, distributions, flows, infer, metrics, models, nn, objectives, ppl, train
 from .objectives import ELBO, IWAE, elbo, iwae, log_weights
-from .ppl import condition, particles, replay, sample, trace
+from .ppl import block, condition, mask, particles, replay, sample, scale, trace
 
 __version__ = "0.1.0"
 
@@ -15,6 +15,7 @@ __all__ = [
     "ELBO",
     "IWAE",
     "__version__",
+    "block",
     "condition",
     "data",
     "distributions",
@@ -23,6 +24,7 @@ __all__ = [
     "infer",
     "iwae",
     "log_weights",
+    "mask",
     "metrics",
     "models",
     "nn",
@@ -31,6 +33,7 @@ __all__ = [
     "ppl",
     "replay",
     "sample",
+    "scale",
     "trace",
     "train",
 ]

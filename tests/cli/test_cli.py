@@ -18,7 +18,8 @@ NEEDS_MNIST = {
     n
     for n in experiments.available()
     if getattr(experiments.load(n), "data", None) is not None
-    and getattr(experiments.load(n).data, "name", None) in ("binarized_mnist", "mnist", "fashion_mnist")
+    and getattr(experiments.load(n).data, "name", None)
+    in ("binarized_mnist", "mnist", "fashion_mnist")
 }
 
 

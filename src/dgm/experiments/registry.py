@@ -1,6 +1,7 @@
 """The tasks by name, imported only when used; and reading a YAML file into its task's config.
 
-A YAML file says ``task: NAME`` and holds that task's sections. Files (and run
+A YAML file says ``task: NAME`` and holds that task's sections; ``NAME`` is a registered
+task or, for a task defined outside dgm, ``package.module:Class``. Files (and run
 directories) written before tasks existed have no ``task:`` key: their ``model.name`` chose
 the family (``vae`` when absent), which each task declares as its ``legacy_model``; such
 files are upgraded by the task's ``upgrade`` hook.
@@ -64,8 +65,17 @@ DEFAULT_TASK = "vae"  # what a file without `task:` (the format before tasks) is
 
 
 def task_class(name: str) -> type[Task[Any]]:
-    """The task registered as ``name`` (its module is imported now)."""
-    return TASKS.build(name)
+    """The task registered as ``name``, or one given as ``"package.module:Class"`` (a task
+    defined outside dgm); its module is imported now."""
+    if ":" not in name:
+        return TASKS.build(name)
+    try:
+        cls = _lazy(name)()
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"task: cannot import {name!r} ({err})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError(f"task: {name!r} is not a dgm.experiments.task.Task subclass")
+    return cls
 
 
 def upgrade(raw: dict[str, Any], resolved: bool = False) -> dict[str, Any]:
@@ -146,7 +156,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), smoke: bool = F
 
 def _foreign(err: UnknownKeyError, task: str) -> str:
     """The unknown-key message, saying which other task has the key if one does."""
-    owners = [n for n in TASKS if n != task and err.key in valid_keys(task_class(n).Config)]
+
+    def has(name: str) -> bool:
+        keys = valid_keys(task_class(name).Config)
+        return err.key in keys or any(k.startswith(err.key + ".") for k in keys)
+
+    owners = [n for n in TASKS if n != task and has(n)]
     if not owners:
         return str(err)
     return (

@@ -121,7 +121,7 @@ class Task(Generic[C]):
 
     def sample(self, parts: Parts, data: Any, n: int, path: Path) -> Path:
         """Save ``n`` samples as a picture at ``path`` (for ``dgm sample``)."""
-        raise RunKindError(f"a {self.name} run has no samples to draw")
+        raise RunKindError(f"a run of task {self.name!r} has no samples to draw")
 
 
 def drop_unknown(raw: dict[str, Any], cls: type) -> dict[str, Any]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+
+from ..ppl import Site
 
 
 def magic_box(x: Tensor) -> Tensor:
@@ -29,6 +32,42 @@ def leave_one_out_baseline(signal: Tensor) -> Tensor:
     if n > 1:
         return ((flat.sum(1, keepdim=True) - flat) / (n - 1)).reshape(signal.shape)
     return signal.new_zeros(signal.shape)
+
+
+def split_baselines(
+    sites: list[Site], signal: Tensor
+) -> tuple[list[Site], list[tuple[Site, Tensor]]]:
+    """Score-function sites without and with their own control variate.
+
+    A site sampled with ``infer={"baseline": b}`` carries its own; it comes back paired with
+    ``b`` detached (a learned baseline is trained by its own loss, never by the score term)
+    and checked to broadcast to the signal's ``[K, *batch]`` shape. The other sites keep their
+    order, so that the objective's shared term over them is computed as before.
+    """
+    shared: list[Site] = []
+    own: list[tuple[Site, Tensor]] = []
+    for s in sites:
+        if "baseline" not in s.infer:
+            shared.append(s)
+            continue
+        b = s.infer["baseline"]
+        if isinstance(b, bool) or not isinstance(b, int | float | Tensor):
+            raise TypeError(
+                f"site {s.name!r}: infer['baseline'] must be a tensor or a number, got "
+                f"{type(b).__name__}"
+            )
+        b = torch.as_tensor(b, dtype=signal.dtype, device=signal.device).detach()
+        try:
+            fits = torch.broadcast_shapes(b.shape, signal.shape) == signal.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"site {s.name!r}: infer['baseline'] has shape {list(b.shape)}, which does not "
+                f"broadcast to the weights' shape {list(signal.shape)} ([num_particles, batch])"
+            )
+        own.append((s, b))
+    return shared, own
 
 
 def check_fresh(lw: object) -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import Tensor
 
-from ._surrogate import check_fresh, leave_one_out_baseline, magic_box
+from ..registry import at_least
+from ._surrogate import check_fresh, leave_one_out_baseline, magic_box, split_baselines
 from .log_weights import LogWeights, log_weights
 
 
@@ -20,14 +21,21 @@ def elbo(lw: LogWeights, baseline: Tensor | None = None) -> Tensor:
     score-function term (log w_k - b_k) * grad log q(z_k | x) with a baseline b_k that does
     not depend on z_k (Williams 1992; Mnih & Gregor 2014, Eq. 5).
 
+    A guide site sampled with ``dgm.sample(..., infer={"baseline": b})`` gets its own term
+    (log w_k - b_k) * grad log q_site(z_k | x) with its ``b`` (detached, broadcastable to
+    ``[K, B]``; it must not depend on the site's own value, e.g. a network of the data and of
+    earlier sites, as Attend-Infer-Repeat has per step). The other score-function sites
+    share one term with ``baseline`` or the default. Score terms use each site's unscaled
+    (but masked) log q: ``dgm.ppl.scale`` reweights a site in the bound, not its sampling.
+
     References:
         Kingma & Welling, "Auto-Encoding Variational Bayes", 2014.
 
     Args:
         lw: weights from ``log_weights``, ``[K, B]``.
-        baseline: control variate for the score-function term, broadcastable to ``[K, B]``;
-            by default the leave-one-out mean of the other particles (or, with one particle,
-            of the other data points).
+        baseline: control variate for the score-function term of the sites without their
+            own, broadcastable to ``[K, B]``; by default the leave-one-out mean of the other
+            particles (or, with one particle, of the other data points).
 
     Returns:
         The per-data-point bound, shape ``[B]``.
@@ -35,11 +43,16 @@ def elbo(lw: LogWeights, baseline: Tensor | None = None) -> Tensor:
     check_fresh(lw)
     log_w = lw.log_w
     bound = log_w.mean(0)
-    score = lw.score_log_q()
-    if score is not None:
+    sites = lw.score_sites
+    if sites:
         signal = log_w.detach()
-        b = leave_one_out_baseline(signal) if baseline is None else baseline.detach()
-        bound = bound + magic_box((signal - b) * score).mean(0)
+        shared, own = split_baselines(sites, signal)
+        score = lw.score_log_q(shared)
+        if score is not None:
+            b = leave_one_out_baseline(signal) if baseline is None else baseline.detach()
+            bound = bound + magic_box((signal - b) * score).mean(0)
+        for s, b_s in own:
+            bound = bound + magic_box((signal - b_s) * s.unscaled_log_prob).mean(0)
     return bound
 
 
@@ -47,6 +60,7 @@ class ELBO:
     """The ELBO as a training objective: ``ELBO(K)(model, guide, x) -> [B]`` bound."""
 
     def __init__(self, num_particles: int = 1) -> None:
+        at_least("num_particles", num_particles, 1)
         self.num_particles = num_particles
 
     def __call__(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Tensor:

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from ..ppl import replay, trace
-from ._surrogate import check_fresh, frozen, leave_one_out_baseline, magic_box
+from ..registry import at_least
+from ._surrogate import check_fresh, frozen, leave_one_out_baseline, magic_box, split_baselines
 from .log_weights import LogWeights, log_weights
 
 
@@ -25,6 +26,15 @@ def iwae(lw: LogWeights, dreg: bool = False) -> Tensor:
     control variate (Mnih & Rezende 2016, Eq. 10): log L_K - log L_K^{-k}, where the k-th
     weight is replaced by the geometric mean of the others.
 
+    A guide site sampled with ``dgm.sample(..., infer={"baseline": b})`` uses its ``b``
+    instead of VIMCO's control variate: its term is sum_k (log L_K - b_k) grad log q_site(z_k
+    | x), i.e. ``b`` stands in for log L_K^{-k} and is subtracted from the same learning
+    signal (log L_K, before any control variate) that VIMCO centres. With K = 1, log L_1 =
+    log w_1 and the term is the ELBO's, exactly as ``elbo`` computes it. ``b`` is detached,
+    must broadcast to ``[K, B]`` and must not depend on the site's own value. The other
+    score-function sites keep VIMCO's control variate. Score terms use each site's unscaled
+    (but masked) log q, as in ``elbo``.
+
     With ``dreg=True`` the guide gets the doubly-reparameterized gradient (Tucker et al. 2018,
     Eq. 7), sum_k w~_k^2 d log w_k / dz_k dz_k / dphi with the density of q held fixed, which
     removes the score term whose variance grows with K; the model keeps the IWAE gradient.
@@ -39,7 +49,7 @@ def iwae(lw: LogWeights, dreg: bool = False) -> Tensor:
     Args:
         lw: weights from ``log_weights``, ``[K, B]``.
         dreg: use the doubly-reparameterized guide gradient (all guide sites must be
-            reparameterized).
+            reparameterized and unscaled).
 
     Returns:
         The per-data-point bound, shape ``[B]``.
@@ -50,14 +60,20 @@ def iwae(lw: LogWeights, dreg: bool = False) -> Tensor:
     bound = torch.logsumexp(log_w, 0) - math.log(k)
     if dreg:
         return bound.detach() + magic_box(_dreg_surrogate(lw))
-    score = lw.score_log_q()
-    if score is not None:
+    sites = lw.score_sites
+    if sites:
         signal = log_w.detach()
-        if k > 1:
-            signal = vimco_signal(signal)
-        else:
-            signal = signal - leave_one_out_baseline(signal)
-        bound = bound + magic_box(signal * score).sum(0)
+        log_l = bound.detach()  # the learning signal of every particle, before control variates
+        shared, own = split_baselines(sites, signal)
+        score = lw.score_log_q(shared)
+        if score is not None:
+            if k > 1:
+                signal = vimco_signal(signal)
+            else:
+                signal = signal - leave_one_out_baseline(signal)
+            bound = bound + magic_box(signal * score).sum(0)
+        for s, b_s in own:
+            bound = bound + magic_box((log_l - b_s) * s.unscaled_log_prob).sum(0)
     return bound
 
 
@@ -92,11 +108,24 @@ def _dreg_surrogate(lw: LogWeights) -> Tensor:
             f"iwae(dreg=True) needs reparameterized guide sites; {not_reparam} are not. "
             "Use iwae(lw) (VIMCO control variates) for discrete latents."
         )
+    scaled = [s.name for s in lw.guide_trace.latent if s.scale is not None]
+    if scaled:
+        # DReG's identity turns E[w~_k dlog q/dphi] into a pathwise term, which yields the
+        # w~_k^2 weights only when log q enters log w with coefficient 1
+        raise ValueError(
+            f"iwae(dreg=True) needs unscaled guide sites; {scaled} are scaled (dgm.scale), "
+            "which changes DReG's weights; use iwae(lw) or scale only the model's sites"
+        )
     w = torch.softmax(lw.log_w.detach(), 0)
     lw.hooked = True
     _scale_value_gradients(lw.model_trace.latent, w)
     with trace() as rescored, replay(lw.guide_trace, alias=True):
         frozen(lw.guide)(*lw.args, **lw.kwargs)
+    for s in rescored.latent:
+        # re-score under the first run's mask (and its scale: none), also when the handlers
+        # were entered around log_weights only, or only around this call
+        first = lw.guide_trace[s.name]
+        s.mask, s.scale = first.mask, first.scale
     _scale_value_gradients(rescored.latent, w)
     log_q_frozen = rescored.log_prob_sum(rescored.latent)
     return (w * (lw.log_p - log_q_frozen)).sum(0)
@@ -120,6 +149,7 @@ class IWAE:
     """The IWAE bound as a training objective: ``IWAE(K)(model, guide, x) -> [B]``."""
 
     def __init__(self, num_particles: int = 5, dreg: bool = False) -> None:
+        at_least("num_particles", num_particles, 1)
         self.num_particles = num_particles
         self.dreg = dreg
 

@@ -47,13 +47,25 @@ class LogWeights:
         """K, the size of the leading dimension."""
         return int(self.log_p.shape[0])
 
-    def score_log_q(self) -> Tensor | None:
-        """Sum of log q over the guide's non-reparameterized latent sites, or ``None``.
+    @property
+    def score_sites(self) -> list[Site]:
+        """The guide's non-reparameterized latent sites, whose gradients need score-function terms."""
+        return [s for s in self.guide_trace.latent if not s.is_reparameterized]
 
-        These are the sites whose gradients need a score-function (REINFORCE) term.
+    def score_log_q(self, sites: list[Site] | None = None) -> Tensor | None:
+        """Sum of log q over score-function sites (default: all of ``score_sites``), or ``None``.
+
+        Each site contributes its masked but unscaled log-density (``Site.unscaled_log_prob``):
+        the score function is that of the distribution the value was drawn from, whatever
+        weight ``dgm.ppl.scale`` gives the site in the bound.
         """
-        sites = [s for s in self.guide_trace.latent if not s.is_reparameterized]
-        return self.guide_trace.log_prob_sum(sites) if sites else None
+        chosen = self.score_sites if sites is None else sites
+        if not chosen:
+            return None
+        total = chosen[0].unscaled_log_prob
+        for s in chosen[1:]:
+            total = total + s.unscaled_log_prob
+        return total
 
 
 def log_weights(

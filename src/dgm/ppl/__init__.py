@@ -1,8 +1,19 @@
-"""Programs: ``sample`` and the handlers (``trace``, ``replay``, ``condition``, ``particles``, ...)."""
+"""Programs: ``sample`` and the handlers (``trace``, ``replay``, ``particles``, ``block``, ...)."""
 
 from .density import posterior_log_density
 from .errors import DuplicateSiteError, MissingSiteError, ProgramError, ShapeError, site_table
-from .handlers import Trace, condition, no_reparam, particles, replay, trace, uncondition
+from .handlers import (
+    Trace,
+    block,
+    condition,
+    mask,
+    no_reparam,
+    particles,
+    replay,
+    scale,
+    trace,
+    uncondition,
+)
 from .relax import relax, relaxed
 from .runtime import Handler, sample
 from .site import Site
@@ -15,7 +26,9 @@ __all__ = [
     "ShapeError",
     "Site",
     "Trace",
+    "block",
     "condition",
+    "mask",
     "no_reparam",
     "particles",
     "posterior_log_density",
@@ -23,6 +36,7 @@ __all__ = [
     "relaxed",
     "replay",
     "sample",
+    "scale",
     "site_table",
     "trace",
     "uncondition",

@@ -3,12 +3,14 @@
 ``trace``, ``replay``, ``condition`` and ``particles`` run guides and models for importance
 weights; ``uncondition`` lets a model simulate its own data (the sleep phase, inference
 compilation) and ``no_reparam`` draws latents without a gradient path (score-function and
-wake-sleep estimators).
+wake-sleep estimators). ``scale`` and ``mask`` reweight and drop sites' log-densities (the KL
+weight of a beta-VAE, the "no object" steps of Attend-Infer-Repeat), and ``block`` hides sites
+from the handlers outside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from types import TracebackType
 
 import torch
@@ -62,7 +64,8 @@ class Trace:
         return [s for s in self.sites.values() if s.is_observed]
 
     def log_prob_sum(self, sites: list[Site] | None = None) -> Tensor:
-        """Sum of the given sites' log-probs (default: all), broadcast to a common shape."""
+        """Sum of the given sites' log-probs (default: all; masked and scaled, as
+        ``Site.log_prob``), broadcast to a common shape."""
         chosen = list(self.sites.values()) if sites is None else sites
         if not chosen:
             return torch.zeros(())
@@ -239,6 +242,114 @@ class particles(Handler):
                 "torch.distributions.Independent(distribution, n)",
                 [*_active_trace_sites(), site],
             )
+
+
+class scale(Handler):
+    """Multiply the log-density of the chosen sites by ``factor``.
+
+    Inside ``scale(beta, sites={"z"})`` site ``z`` contributes beta * log fn(z) to every density
+    of the program (``Site.log_prob``: traces, ``log_weights``), e.g. the KL weight of a
+    beta-VAE (Higgins et al. 2017) when the model's and the guide's latent sites are both
+    scaled. Nested ``scale`` handlers multiply. Score-function terms differentiate the
+    unscaled log-density (``Site.unscaled_log_prob``): a scaled site is still sampled from
+    ``fn``, so scaling reweights its share of the bound, never its sampling distribution.
+
+    Args:
+        factor: a number, or a tensor broadcastable with the sites' log-densities (``[B]``
+            per data point, ``[K, B]`` per particle).
+        sites: names of the sites to scale; ``None`` (default) scales every site.
+    """
+
+    def __init__(self, factor: float | Tensor, sites: Collection[str] | None = None) -> None:
+        if isinstance(factor, bool) or not isinstance(factor, int | float | Tensor):
+            raise TypeError(
+                f"scale: factor must be a number or a tensor, got {type(factor).__name__}"
+            )
+        self.factor = factor
+        self.sites = _names(sites, "scale", "sites")
+
+    def process(self, site: Site) -> None:
+        if self.sites is None or site.name in self.sites:
+            site.scale = self.factor if site.scale is None else site.scale * self.factor
+
+
+class mask(Handler):
+    """Drop the chosen sites' log-densities where ``mask`` is ``False``.
+
+    There a site's log-density (``Site.log_prob``) is exactly 0, computed with ``torch.where``
+    so that a -inf or NaN log-density under a ``False`` entry reaches neither values nor the
+    gradient flowing into it. Attend-Infer-Repeat masks the sites of its "no object" steps
+    (Eslami et al. 2016). Nested masks combine with logical and; the site is still drawn.
+
+    Args:
+        mask: a bool, or a boolean tensor broadcastable with the sites' log-densities
+            (``[B]``, ``[K, B]``), e.g. ``z_pres > 0.5``.
+        sites: names of the sites to mask; ``None`` (default) masks every site.
+    """
+
+    def __init__(self, mask: bool | Tensor, sites: Collection[str] | None = None) -> None:
+        if isinstance(mask, Tensor):
+            if mask.dtype != torch.bool:
+                raise TypeError(
+                    f"mask: expected a boolean tensor (e.g. z_pres > 0.5 or m.bool()), got "
+                    f"dtype {mask.dtype}"
+                )
+        elif not isinstance(mask, bool):
+            raise TypeError(f"mask: expected a bool or a boolean tensor, got {type(mask).__name__}")
+        self.mask = mask
+        self.sites = _names(sites, "mask", "sites")
+
+    def process(self, site: Site) -> None:
+        if self.sites is None or site.name in self.sites:
+            site.mask = self.mask if site.mask is None else site.mask & self.mask
+
+
+class block(Handler):
+    """Hide sites from the handlers outside the block (Pyro's ``poutine.block``).
+
+    A hidden site is still drawn, and the handlers entered inside the block process and
+    postprocess it as usual; the handlers outside (an outer ``trace``, ``replay``,
+    ``particles``, ``condition`` ...) never see it: it is not recorded, replayed, particled
+    or conditioned by them.
+
+    Example:
+        >>> import torch, dgm
+        >>> from torch.distributions import Normal
+        >>> with dgm.ppl.trace() as outer, dgm.ppl.block(hide=["u"]), dgm.ppl.trace() as inner:
+        ...     u = dgm.sample("u", Normal(torch.zeros(2), 1.0))
+        ...     z = dgm.sample("z", Normal(u, 1.0))
+        >>> [s.name for s in outer], [s.name for s in inner]
+        (['z'], ['u', 'z'])
+
+    Args:
+        hide: names of the sites to hide.
+        expose: names of the sites to keep visible; every other site is hidden.
+            With neither ``hide`` nor ``expose``, every site is hidden.
+    """
+
+    def __init__(
+        self, hide: Collection[str] | None = None, expose: Collection[str] | None = None
+    ) -> None:
+        if hide is not None and expose is not None:
+            raise ValueError("block: give hide or expose, not both")
+        self.hide = _names(hide, "block", "hide")
+        self.expose = _names(expose, "block", "expose")
+
+    def hides(self, site: Site) -> bool:
+        if self.hide is not None:
+            return site.name in self.hide
+        if self.expose is not None:
+            return site.name not in self.expose
+        return True
+
+
+def _names(names: Collection[str] | None, handler: str, arg: str) -> frozenset[str] | None:
+    """A handler's set of site names; a bare string is refused (it would be a set of letters)."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise TypeError(f"{handler}: {arg} is a collection of site names; write {arg}=[{names!r}]")
+    return frozenset(names)
 
 
 def _active_trace_sites() -> list[Site]:

@@ -31,7 +31,7 @@ from ...models.regression import PolynomialRegression, simulate
 from ...objectives import OBJECTIVES
 from ...ppl import condition, trace
 from ...train import Step, SurrogateStep
-from ..config import ConfigError, RunConfig, at_least, choice, config_errors
+from ..config import ConfigError, RunConfig, RunKindError, at_least, choice, config_errors
 from ..task import Parts, Picture, Task, Wrap
 
 
@@ -248,6 +248,12 @@ class InferenceCompilationTask(Task[InferenceCompilationConfig]):
         metrics["test_datasets"] = e.datasets
         self._drawn = (test, drawn)  # the figure shows these draws
         return metrics
+
+    def sample(self, parts: Parts, data: Any, n: int, path: Path) -> Path:
+        raise RunKindError(
+            "an inference-compilation study has no images to sample; its figures are in "
+            "posterior_curves.png and report.html (dgm eval re-runs the study)"
+        )
 
     def pictures(self, parts: Parts, data: Any, run: Path) -> list[Picture]:
         if getattr(self, "_drawn", None) is None:
