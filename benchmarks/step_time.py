@@ -33,15 +33,14 @@ def make_nets(seed: int) -> tuple[dgm.models.vae.VAEModel, dgm.models.vae.VAEGui
 
 
 def dgm_step(num_particles: int) -> Callable[[torch.Tensor], None]:
+    """dgm's training step as ``dgm train`` runs it: ``dgm.train.SurrogateStep``."""
     model, guide = make_nets(0)
     opt = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=1e-3)
     objective = dgm.ELBO(1) if num_particles == 1 else dgm.IWAE(num_particles)
+    update = dgm.train.SurrogateStep(objective, (model, guide), [opt])
 
     def step(x: torch.Tensor) -> None:
-        loss = -objective(model, guide, x).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        update([x])
 
     return step
 

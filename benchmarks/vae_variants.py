@@ -1,7 +1,7 @@
 """How to improve a VAE: every packaged posterior x prior x objective variant at one budget.
 
 Each variant is a packaged experiment (``dgm list``), built exactly as ``dgm train`` builds
-it (``dgm.experiments.runner.build`` / ``build_objective``), trained on statically
+it (its task's ``programs`` and ``objective``: ``dgm.experiments.tasks.vae``), trained on statically
 binarized MNIST (50000 training digits) with Adam (lr 1e-3, eps 1e-4), batch 100, for the
 same budget (``--epochs``, default 20, or ``--minutes`` of wall time) on one CPU thread,
 then evaluated on the first ``--eval-points`` test
@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
 from common import write_result
 from dgm import experiments
-from dgm.experiments.runner import build, build_objective
+from dgm.experiments.runner import create
+from dgm.experiments.tasks.vae import VAETask
 
 # experiment: (what changes against vae-mnist, published figure, its source and protocol)
 VARIANTS = {
@@ -122,9 +123,11 @@ def main() -> None:
         change, paper, source = VARIANTS[name]
         cfg = experiments.load(name)
         torch.manual_seed(args.seed)
-        model, guide = build(cfg, train_x.shape[1])
+        task = create(cfg)
+        assert isinstance(task, VAETask)
+        model, guide = task.programs(train_x.shape[1])
         model.set_output_bias(train_x.mean(0))
-        objective = build_objective(cfg, train_x.shape[1])
+        objective = task.objective(train_x.shape[1])
         params = [*model.parameters(), *guide.parameters()]
         opt = torch.optim.Adam(params, lr=cfg.train.lr, eps=cfg.train.adam_eps)
         print(f"{name}: {change}; training for {budget}", flush=True)

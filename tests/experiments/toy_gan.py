@@ -80,7 +80,8 @@ class ToyGANTask(Task[ToyGANConfig]):
         updates = {"n": 0}
 
         def critic_loss(x: Tensor) -> Tensor:
-            fake = generator(torch.randn_like(x)).detach()
+            with torch.no_grad():  # no graph: a DDP forward must be followed by its backward
+                fake = generator(torch.randn_like(x))
             scores = critic(torch.cat([x, fake]))  # one forward: one DDP pass per backward
             real, fake_scores = scores[: len(x)], scores[len(x) :]
             return F.softplus(-real).mean() + F.softplus(fake_scores).mean()

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 import dgm
 from dgm.train import distributed
@@ -17,6 +18,44 @@ def objective(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor) -
     with dgm.trace() as p, dgm.condition(z):
         model(x)
     return p.log_prob_sum() + q.log_prob_sum()
+
+
+def alternating(out: Path) -> None:
+    """A one-dimensional GAN on the alternating step, with noise fixed per data point."""
+    world = distributed.init(torch.device("cpu"))
+    torch.manual_seed(0)
+    generator = torch.nn.Linear(1, 1)
+    critic = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    g = torch.Generator().manual_seed(0)
+    data = (2.0 + 0.5 * torch.randn(96, 1, generator=g), torch.randn(96, 1, generator=g))
+    opts = [
+        torch.optim.Adam(critic.parameters(), lr=0.01),
+        torch.optim.Adam(generator.parameters(), lr=0.01),
+    ]
+    g_call = distributed.wrap(generator, world, torch.device("cpu"))
+    d_call = distributed.wrap(critic, world, torch.device("cpu"))
+
+    def critic_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, z = batch
+        with torch.no_grad():
+            fake = g_call(z)
+        scores = d_call(torch.cat([x, fake]))
+        return F.softplus(-scores[: len(x)]).mean() + F.softplus(scores[len(x) :]).mean()
+
+    def generator_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.softplus(-d_call(g_call(batch[1]))).mean()
+
+    step = dgm.train.AlternatingStep(
+        dgm.train.Update("critic", critic_loss, opts[0]),
+        dgm.train.Update("generator", generator_loss, opts[1]),
+        critic_steps=2,
+    )
+    state = dgm.train.TrainState({"generator": generator, "critic": critic}, opts)
+    schedule = dgm.train.Schedule(steps=9, batch_size=16, seed=3, checkpoint_every=3)
+    dgm.train.run(state, step, data, schedule, world=world, checkpoint_dir=out / "ck")
+    params = torch.cat([p.detach().flatten() for p in state.params()])
+    torch.save(params, out / f"params_rank{world.rank}_of{world.size}.pt")
+    distributed.shutdown()
 
 
 def main(out: Path) -> None:
@@ -44,4 +83,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    (alternating if sys.argv[2:] == ["alternating"] else main)(Path(sys.argv[1]))

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -33,11 +35,15 @@ def torchrun(
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
-    proc = torchrun(str(WORKER), str(tmp_path), cwd=tmp_path)
+@pytest.mark.parametrize("kind", ["surrogate", "alternating"])
+def test_two_processes_match_one_process_with_the_same_global_batch(
+    tmp_path: Path, kind: str
+) -> None:
+    mode = ["alternating"] if kind == "alternating" else []
+    proc = torchrun(str(WORKER), str(tmp_path), *mode, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = subprocess.run(
-        [sys.executable, str(WORKER), str(tmp_path / "single")],
+        [sys.executable, str(WORKER), str(tmp_path / "single"), *mode],
         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
@@ -72,3 +78,28 @@ def test_cli_under_torchrun_writes_one_run_directory(tmp_path: Path) -> None:
     assert (out / "report.html").is_file() and (out / "checkpoints" / "last.pt").is_file()
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines))  # one writer
+
+
+def test_cli_under_torchrun_runs_a_task_on_the_alternating_step(tmp_path: Path) -> None:
+    raw = {
+        "name": "toy",
+        "task": "tests.experiments.toy_gan:ToyGANTask",
+        "train": {"steps": 6, "epochs": None, "batch_size": 32, "log_every": 2},
+    }
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    proc = torchrun(
+        "-m",
+        "dgm",
+        "train",
+        str(tmp_path / "toy.yaml"),
+        "--no-progress",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("report:") == 1
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines)) and "loss/generator" in lines[0]  # one writer
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=False)["step"] == 6
