@@ -153,32 +153,38 @@ class FlowLayer(nn.Module):
 
 POSTERIORS: Registry[nn.Module] = Registry("posterior")
 """The amortized families by name. Every entry is built as
-``build(in_size, hidden, out_size, activation, flow_length, flow_hidden)``; the capability
-``rescorable`` says whether q can score values it did not draw itself at the cost of a
-forward pass (the doubly-reparameterized gradient re-scores aliases of its draws)."""
+``build(in_size, hidden, out_size, activation, flow_length, flow_hidden)``. Capabilities:
+``rescorable``, whether q can score values it did not draw itself at the cost of a forward
+pass (the doubly-reparameterized gradient re-scores aliases of its draws); ``factorized``,
+whether q(z | x) is a product over the coordinates of z with closed-form marginals (what
+total-correlation estimators of disentanglement objectives need)."""
 POSTERIORS.add(
     "diagonal",
     lambda i, h, o, a, *_: GaussianLayer(i, h, o, a),
     "diagonal Gaussian",
     rescorable=True,
+    factorized=True,
 )
 POSTERIORS.add(
     "full",
     lambda i, h, o, a, *_: FullCovarianceLayer(i, h, o, a),
     "full-covariance Gaussian (Cholesky factor from the encoder)",
     rescorable=True,
+    factorized=False,
 )
 POSTERIORS.add(
     "planar",
     lambda i, h, o, a, n, w: FlowLayer(i, h, o, a, "planar", n, w),
     "planar flow with parameters from the encoder (no inverse)",
     rescorable=False,
+    factorized=False,
 )
 POSTERIORS.add(
     "iaf",
     lambda i, h, o, a, n, w: FlowLayer(i, h, o, a, "iaf", n, w),
     "inverse autoregressive flow conditioned on the encoder (inverse costs D passes)",
     rescorable=False,
+    factorized=False,
 )
 
 

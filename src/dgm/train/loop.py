@@ -128,9 +128,10 @@ def run(
             if world.is_main:
                 metrics = validate()
                 state.train()
-                improved = next(iter(metrics.values())) > state.best
+                score = next(iter(metrics.values()))
+                improved = score > state.best
                 if improved:
-                    state.best = result.best = next(iter(metrics.values()))
+                    state.best = result.best = score
                 if log is not None:
                     log.write(i, **metrics)
             state.bad_validations = 0 if improved else state.bad_validations + 1

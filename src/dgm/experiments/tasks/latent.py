@@ -111,8 +111,9 @@ class LatentVariableTask(Task[C]):
         """The model and the guide for points of ``data_size``."""
         raise NotImplementedError
 
-    def objective(self, data_size: int) -> Any:
-        """The training objective that ``objective`` names."""
+    def objective(self, data_size: int, **options: Any) -> Any:
+        """The training objective that ``objective.name`` names, with the section's options
+        (and ``options``, a subclass's own)."""
         o = self.cfg.objective
         baseline = None
         if OBJECTIVES[o.name].baseline:
@@ -120,10 +121,10 @@ class LatentVariableTask(Task[C]):
         return OBJECTIVES.build(
             o.name,
             num_particles=o.num_particles,
-            dreg=getattr(o, "dreg", False),
             phi=o.phi,
             temperature=o.temperature,
             baseline=baseline,
+            **options,
         )
 
     @classmethod

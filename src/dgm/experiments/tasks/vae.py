@@ -130,10 +130,10 @@ class VAETask(LatentVariableTask[VAEConfig]):
         model = VAEModel(data_size, m.latent_sizes, hidden, m.likelihood, m.activation, prior)
         return model, guide
 
-    def objective(self, data_size: int) -> Any:
+    def objective(self, data_size: int, **options: Any) -> Any:
         o = self.cfg.objective
         if not o.hmc_steps:
-            return super().objective(data_size)
+            return super().objective(data_size, dreg=o.dreg, **options)
         kernel = HMC(
             num_leapfrog=o.hmc_leapfrog,
             step_size=o.hmc_step_size,
