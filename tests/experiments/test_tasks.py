@@ -49,8 +49,10 @@ def test_every_registered_task_names_its_configuration() -> None:
 
 def test_tasks_are_imported_only_when_used() -> None:
     code = (
-        "import sys, dgm.experiments, dgm.cli; "
-        "print(sorted(m for m in sys.modules if m.startswith('dgm.experiments.tasks.')))"
+        "import contextlib, io, sys; from dgm.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()): main(['list'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('dgm.experiments.tasks.', "
+        "'dgm.experiments.runner', 'dgm.report', 'matplotlib'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -64,6 +66,9 @@ def test_an_unknown_task_names_the_file_and_the_choices(tmp_path: Path) -> None:
     msg = str(info.value)
     assert str(path) in msg and "task: unknown task 'sbm'" in msg
     assert "Did you mean 'sbn'?" in msg and "vae, sbn, inference-compilation" in msg
+    number = write(tmp_path / "number.yaml", "task: 3\n")
+    with pytest.raises(ConfigError, match=r"number.yaml: task: expected a task name, got 3"):
+        load_config(number)
     dotted = write(tmp_path / "dotted.yaml", "task: no_such_module:Task\n")
     with pytest.raises(
         ConfigError, match=r"dotted.yaml: task: cannot import 'no_such_module:Task'"

@@ -67,6 +67,8 @@ DEFAULT_TASK = "vae"  # what a file without `task:` (the format before tasks) is
 def task_class(name: str) -> type[Task[Any]]:
     """The task registered as ``name``, or one given as ``"package.module:Class"`` (a task
     defined outside dgm); its module is imported now."""
+    if not isinstance(name, str):
+        raise ConfigError(f"task: expected a task name, got {name!r}; one of {', '.join(TASKS)}")
     if ":" not in name:
         return TASKS.build(name)
     try:
