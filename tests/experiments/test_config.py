@@ -30,7 +30,9 @@ def test_unknown_key_lists_valid_keys_and_suggests_a_close_match() -> None:
         apply_override(cfg, "train.lrate=0.1")
     msg = str(info.value)
     assert "unknown config key 'train.lrate'" in msg and "Did you mean 'train.lr'?" in msg
-    assert "Valid keys:" in msg and "objective.num_particles" in msg
+    # the keys of the section named, not every key (issue 12)
+    assert "Valid keys of train:" in msg and "train.batch_size" in msg
+    assert "objective.num_particles" not in msg
     with pytest.raises(ConfigError, match=r"unknown config key 'zzz'. Valid keys"):
         apply_override(cfg, "zzz=1")
 

@@ -27,6 +27,16 @@ USER_ERRORS = (
 )
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dgm", description="Deep generative models and amortized inference."
@@ -71,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", type=Path)
     e.add_argument(
         "--num-particles",
-        type=int,
+        type=_positive,
         help="particles of the evaluation, i.e. --set eval.num_particles=N "
         "(default: the config's eval.num_particles)",
     )
@@ -90,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Save a grid of samples from a run's model.",
     )
     s.add_argument("run_dir", type=Path)
-    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("-n", type=_positive, default=64, help="number of samples (default 64)")
     s.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/samples.png)")
 
     r = sub.add_parser(

@@ -2,8 +2,9 @@
 
 ``DATASETS`` maps a name to a loader ``load(data_dir=..., seed=..., train_points=...,
 valid_points=..., test_points=..., binarize=...) -> Splits``; its capabilities say what a
-configuration can know without loading anything: ``shape`` (one data point's image shape)
-and ``binarize`` (whether the ``binarize`` option applies).
+configuration can know without loading anything: ``shape`` (one data point's image shape),
+``binarize`` (whether the ``binarize`` option applies) and ``train_size`` (the points of the
+full training split; ``train_points`` takes fewer).
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ DATASETS.add(
     "statically binarized MNIST (Larochelle & Murray 2011), 50000 / 10000 / 10000",
     shape=(28, 28),
     binarize=False,
+    train_size=50000,
 )
 DATASETS.add(
     "mnist",
@@ -142,6 +144,7 @@ DATASETS.add(
     "MNIST in [0, 1] (binarize: dynamic or threshold), with labels",
     shape=(28, 28),
     binarize=True,
+    train_size=50000,
 )
 DATASETS.add(
     "fashion_mnist",
@@ -149,6 +152,7 @@ DATASETS.add(
     "Fashion-MNIST in [0, 1] (binarize: dynamic or threshold), with labels",
     shape=(28, 28),
     binarize=True,
+    train_size=50000,
 )
 DATASETS.add(
     "dsprites",
@@ -156,6 +160,7 @@ DATASETS.add(
     "dSprites generated procedurally (no download), with its five factors",
     shape=(64, 64),
     binarize=False,
+    train_size=50000,  # generated: train_points of the grid (default 50000)
 )
 
 __all__ = ["BINARIZE", "DATASETS", "Splits"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Collection, Iterator
@@ -33,13 +34,41 @@ class RunKindError(ValueError):
 
 
 class UnknownKeyError(ConfigError):
-    """A key the configuration does not have; ``key`` and ``options`` let callers add context."""
+    """A key the configuration does not have; ``key`` and ``options`` let callers add context.
+
+    The suggestion prefers a close key in the same section, then the same name in another
+    section (``train.num_particles`` -> ``objective.num_particles``), then any close key; the
+    message lists the keys of the section the key names (or the sections, for a top-level
+    key), not every key.
+    """
 
     def __init__(self, key: str, options: list[str]) -> None:
         self.key, self.options = key, options
-        close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        super().__init__(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(options)}")
+        section = key.rpartition(".")[0]
+        hint = _suggestion(key, options)
+        listed = [k for k in options if section and k.startswith(section + ".")]
+        if listed:
+            where = f"Valid keys of {section}: {', '.join(listed)}"
+        else:
+            top = [k for k in options if "." not in k]
+            sections = list(dict.fromkeys(k.split(".")[0] for k in options if "." in k))
+            where = f"Valid keys: {', '.join(top)}; sections: {', '.join(sections)}"
+        super().__init__(f"unknown config key {key!r}.{hint} {where}")
+
+
+def _suggestion(key: str, options: list[str]) -> str:
+    section, _, leaf = key.rpartition(".")
+    same = [k for k in options if k.rpartition(".")[0] == section]
+    close = difflib.get_close_matches(leaf, [k.rpartition(".")[2] for k in same], n=1, cutoff=0.8)
+    if close:
+        return f" Did you mean {(section + '.' if section else '') + close[0]!r}?"
+    elsewhere = [k for k in options if k.rpartition(".")[2] == leaf and k != key]
+    if elsewhere:
+        return " Did you mean " + " or ".join(repr(k) for k in elsewhere) + "?"
+    close = difflib.get_close_matches(key, same, n=1, cutoff=0.5) or difflib.get_close_matches(
+        key, options, n=1, cutoff=0.5
+    )
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 Choices = Collection[str] | Callable[[], Collection[str]]
@@ -59,6 +88,16 @@ def at_least(
     if factory is not None:
         return field(default_factory=factory, metadata={"min": minimum})
     return field(default=default, metadata={"min": minimum})
+
+
+def above(
+    minimum: float, default: Any = dataclasses.MISSING, factory: Callable[[], Any] | None = None
+) -> Any:
+    """A numeric field (or list of numbers) that must be finite and ``> minimum`` (``None``
+    passes)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"gt": minimum})
+    return field(default=default, metadata={"gt": minimum})
 
 
 @contextlib.contextmanager
@@ -97,18 +136,18 @@ def options_of(f: dataclasses.Field[Any]) -> list[str] | None:
 class TrainConfig:
     """The training loop (``dgm.train.loop``) and the optimizers' common settings."""
 
-    steps: int | None = None
-    epochs: float | None = 10.0
+    steps: int | None = at_least(1, None)
+    epochs: float | None = above(0, 10.0)
     batch_size: int = at_least(1, 100)
-    lr: float = 1e-3
-    adam_eps: float = 1e-8
-    grad_clip: float | None = None
-    seed: int = 0
+    lr: float = above(0, 1e-3)
+    adam_eps: float = above(0, 1e-8)
+    grad_clip: float | None = above(0, None)
+    seed: int = at_least(0, 0)
     log_every: int = at_least(1, 50)
     validate_every: int = at_least(1, 500)
     checkpoint_every: int = at_least(1, 500)
-    patience: int | None = None  # early stopping: validations without improvement
-    time_limit: float | None = None  # seconds
+    patience: int | None = at_least(1, None)  # early stopping: validations without improvement
+    time_limit: float | None = above(0, None)  # seconds
     device: str = choice(DEVICES, "auto")
 
     def schedule(self) -> Schedule:
@@ -288,6 +327,21 @@ def apply_smoke(cfg: Any) -> None:
         apply_override(cfg, f"{k}={text}")
 
 
+def _numbers(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return [v for item in value for v in _numbers(item)]
+    return [] if value is None or isinstance(value, bool) else [value]
+
+
+def _check_range(key: str, value: Any, minimum: float | None, above: float | None) -> None:
+    """``minimum`` (inclusive) and ``above`` (exclusive, finite) for a number or nested lists."""
+    numbers = _numbers(value)
+    if minimum is not None and any(not v >= minimum for v in numbers):
+        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+    if above is not None and any(not (math.isfinite(v) and v > above) for v in numbers):
+        raise ConfigError(f"{key} must be a finite number > {above}, got {value}")
+
+
 def validate(cfg: Any, prefix: str = "") -> None:
     """Check every field's declared choices and range, then the configuration's ``check()``."""
     for f in dataclasses.fields(cfg):
@@ -300,10 +354,7 @@ def validate(cfg: Any, prefix: str = "") -> None:
             close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}{hint}")
-        minimum = f.metadata.get("min")
-        values = value if isinstance(value, list) else [value]
-        if minimum is not None and any(v is not None and not v >= minimum for v in values):
-            raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+        _check_range(key, value, f.metadata.get("min"), f.metadata.get("gt"))
     if prefix == "":
         cfg.check()
 
@@ -314,6 +365,7 @@ __all__ = [
     "RunKindError",
     "TrainConfig",
     "UnknownKeyError",
+    "above",
     "apply_override",
     "apply_smoke",
     "at_least",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from ..registry import Registry, UnknownChoiceError
@@ -143,6 +144,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), smoke: bool = F
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     cfg = parse(raw, str(path))
+    if smoke and not cfg.smoke:
+        raise ConfigError(
+            f"{path}: --smoke: this file has no `smoke:` section (the overrides of a "
+            "seconds-long run, e.g. `train.steps: 8`, `eval.num_particles: 10`); add one, or "
+            "train without --smoke"
+        )
     try:
         if smoke:
             apply_smoke(cfg)
@@ -153,6 +160,11 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), smoke: bool = F
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     check(cfg, str(path))
+    if cfg.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{path}: train.device: cuda was asked for, but torch.cuda.is_available() is False "
+            "on this machine; use auto or cpu"
+        )
     return cfg
 
 

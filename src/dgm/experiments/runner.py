@@ -116,6 +116,8 @@ def load_run(
     path = out / "checkpoints" / f"{which}.pt"
     if not path.is_file():
         path = out / "checkpoints" / "last.pt"
+    if device is None and cfg.train.device == "cuda" and not torch.cuda.is_available():
+        device = "cpu"  # a run trained on a GPU is evaluated wherever it is
     dev = task.device() if device is None else distributed.local_device(device)
     saved = checkpoint.load(path, map_location=dev)
     data = task.data()

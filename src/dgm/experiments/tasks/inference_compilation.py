@@ -52,7 +52,7 @@ class RegressionModelConfig:
     variable_points: bool = False  # 3..points points per data set (needs embedding: set)
     embedding: str = choice(EMBEDDINGS, "mlp")
     components: int = at_least(1, 1)  # mixture components of the proposal
-    hidden: list[int] = field(default_factory=lambda: [128, 128])  # the proposal's widths
+    hidden: list[int] = at_least(1, factory=lambda: [128, 128])  # noqa: RUF009 - proposal widths
 
 
 @dataclass(kw_only=True)
@@ -78,6 +78,11 @@ class InferenceCompilationConfig(RunConfig):
 
     def check(self) -> None:
         super().check()
+        if self.train.batch_size > self.data.train_points:
+            raise ConfigError(
+                f"train.batch_size {self.train.batch_size} is larger than the "
+                f"{self.data.train_points} simulated data sets (data.train_points)"
+            )
         if self.model.variable_points and self.model.embedding != "set":
             raise ConfigError(
                 "model.variable_points needs model.embedding=set (a permutation-invariant "

@@ -35,7 +35,15 @@ from ...ppl import replay, trace
 from ...report import image_grid
 from ...train import Step, SurrogateStep
 from ...train.state import Stateless, callable_of
-from ..config import ConfigError, RunConfig, TrainConfig, at_least, choice, config_errors
+from ..config import (
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    above,
+    at_least,
+    choice,
+    config_errors,
+)
 from ..task import Parts, Picture, Task, Wrap
 
 
@@ -59,14 +67,14 @@ class ObjectiveConfig:
     num_particles: int = 5
     phi: str = choice(PHI_MODES, "wake")  # rws: the guide's update
     temperature: float = 0.6667  # concrete: the relaxation's temperature
-    baseline_hidden: int = 100  # nvil: hidden units of the baseline network C(x)
+    baseline_hidden: int = at_least(1, 100)  # nvil: hidden units of the baseline network C(x)
 
 
 @dataclass(kw_only=True)
 class LatentTrainConfig(TrainConfig):
     """The loop, plus a separate learning rate for the guide and the validation budget."""
 
-    guide_lr: float | None = None  # a separate Adam for the guide (wake-sleep); None: one Adam
+    guide_lr: float | None = above(0, None)  # a separate Adam for the guide; None: one Adam
     valid_particles: int = at_least(1, 50)
     grad_stats_draws: int = at_least(MIN_GRADIENT_DRAWS, 10)  # for the guide's gradient SNR
 
@@ -142,6 +150,12 @@ class LatentVariableTask(Task[C]):
             raise ConfigError(
                 f"data.binarize applies to data.name={choices}; {d.name} is already binary "
                 "(set data.binarize to null)"
+            )
+        points = d.train_points or DATASETS[d.name].train_size
+        if cfg.train.batch_size > points:
+            raise ConfigError(
+                f"train.batch_size {cfg.train.batch_size} is larger than the training set "
+                f"({points} points of {d.name}); lower it or raise data.train_points"
             )
         # a dry build: the constructors hold the rules, and a bad value fails before any data
         task = cls(cfg)

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from ...models.sbn import SBNGuide, SBNModel
+from ..config import at_least
 from .latent import LatentConfig, LatentVariableTask
 
 
@@ -22,7 +23,7 @@ from .latent import LatentConfig, LatentVariableTask
 class SBNModelConfig:
     """The binary layers' sizes, next to x first (e.g. ``[200, 200, 200]``); linear layers."""
 
-    latent_sizes: list[int] = field(default_factory=lambda: [200])
+    latent_sizes: list[int] = at_least(1, factory=lambda: [200])  # noqa: RUF009
 
 
 @dataclass(kw_only=True)
