@@ -58,6 +58,48 @@ def alternating(out: Path) -> None:
     distributed.shutdown()
 
 
+def kill_and_resume(out: Path, phase: str) -> None:
+    """Random objective, validation drawing random numbers on rank 0 only; ``killed`` dies in
+    step 10 (every rank), ``continue`` resumes it from the step-8 checkpoint."""
+    world = distributed.init(torch.device("cpu"))
+    torch.manual_seed(0)
+    model = dgm.models.vae.VAEModel(20, (3,), ((16,),))
+    guide = dgm.models.vae.VAEGuide(20, (3,), ((16,),))
+    data = (torch.rand(96, 20, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    objective, calls = dgm.IWAE(2), {"n": 0}
+
+    def counted(m: torch.nn.Module, g: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if phase == "killed" and calls["n"] == 10:
+            raise SystemExit(3)
+        return objective(m, g, x)
+
+    def validate() -> dict[str, float]:
+        return {"score": torch.randn(7).sum().item()}  # rank 0's stream moves on alone
+
+    if phase == "continue":
+        torch.manual_seed(99)  # a new process starts from another state
+    dgm.train.fit(
+        model,
+        guide,
+        counted,
+        data,
+        steps=14,
+        batch_size=16,
+        lr=0.01,
+        seed=3,
+        world=world,
+        validate=validate,
+        validate_every=3,
+        checkpoint_dir=out / "ck",
+        checkpoint_every=4,
+        resume=phase == "continue",
+    )
+    params = torch.cat([p.detach().flatten() for p in [*model.parameters(), *guide.parameters()]])
+    torch.save(params, out / f"params_rank{world.rank}_of{world.size}.pt")
+    distributed.shutdown()
+
+
 def main(out: Path) -> None:
     world = distributed.init(torch.device("cpu"))
     torch.manual_seed(0)
@@ -83,4 +125,9 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    (alternating if sys.argv[2:] == ["alternating"] else main)(Path(sys.argv[1]))
+    if sys.argv[2:] == ["alternating"]:
+        alternating(Path(sys.argv[1]))
+    elif sys.argv[2:]:
+        kill_and_resume(Path(sys.argv[1]), sys.argv[2])
+    else:
+        main(Path(sys.argv[1]))

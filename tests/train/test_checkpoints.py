@@ -104,7 +104,8 @@ def test_checkpoints_hold_everything_and_leave_no_temporary_files(tmp_path: Path
         and {"torch", "numpy", "python"} <= set(state["rng"])
     )
     assert (tmp_path / "best.pt").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+    # the previous last.pt is kept as a fallback (issue 12); no temporary file is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.prev.pt", "last.pt"]
 
 
 def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
     assert torch.equal(rank0, rank1)  # the processes stay identical
     torch.testing.assert_close(rank0, one, atol=1e-5, rtol=1e-4)  # and match one process
     assert not torch.equal(one, torch.zeros_like(one))
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["last.pt"]  # rank 0 alone writes
+    written = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert written == ["last.prev.pt", "last.pt"]  # rank 0 alone writes
 
 
 def test_cli_under_torchrun_writes_one_run_directory(tmp_path: Path) -> None:
@@ -103,3 +104,18 @@ def test_cli_under_torchrun_runs_a_task_on_the_alternating_step(tmp_path: Path) 
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines)) and "loss/generator" in lines[0]  # one writer
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=False)["step"] == 6
+
+
+def test_a_run_killed_and_resumed_under_torchrun_ends_as_a_straight_one(tmp_path: Path) -> None:
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    straight.mkdir()
+    resumed.mkdir()
+    assert torchrun(str(WORKER), str(straight), "straight", cwd=tmp_path).returncode == 0
+    assert torchrun(str(WORKER), str(resumed), "killed", cwd=tmp_path).returncode != 0
+    assert torch.load(resumed / "ck" / "last.pt", weights_only=False)["step"] == 8
+    proc = torchrun(str(WORKER), str(resumed), "continue", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        a = torch.load(straight / f"params_rank{rank}_of2.pt")
+        b = torch.load(resumed / f"params_rank{rank}_of2.pt")
+        assert torch.equal(a, b), rank  # every rank's random numbers came back

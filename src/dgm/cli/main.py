@@ -13,7 +13,9 @@ from pathlib import Path
 from .. import experiments
 from ..data import ChecksumError, DataNotFoundError
 from ..experiments.config import ConfigError, RunKindError
+from ..experiments.rundir import RunDirectoryError, RunLock
 from ..train import NonFiniteLossError
+from ..train.checkpoint import CheckpointError
 from ..train.distributed import DEVICES
 
 # Errors that are the user's to fix: printed as one clear message, no traceback.
@@ -24,6 +26,8 @@ USER_ERRORS = (
     NonFiniteLossError,
     FileNotFoundError,
     RunKindError,
+    RunDirectoryError,
+    CheckpointError,
 )
 
 
@@ -60,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, help="run directory (default: runs/<name>-<time>)")
     t.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="if --out holds a run, move it aside (OUT.archived-<time>) and start afresh",
     )
     t.add_argument(
         "--smoke",
@@ -155,19 +164,34 @@ def _run(args: argparse.Namespace) -> int:
         cfg = experiments.load(args.experiment, overrides, smoke=args.smoke)
         if args.resume and args.out is None:
             raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+        if args.resume and args.overwrite:
+            raise ConfigError(
+                "--resume continues the run in --out; --overwrite archives it: give one"
+            )
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = args.out or Path("runs") / f"{cfg.name}-{stamp}"
-        report = runner.train(cfg, out, resume=args.resume, progress=not args.no_progress)
+        report = runner.train(
+            cfg, out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite
+        )
         if int(os.environ.get("RANK", "0")) == 0:
-            _print_metrics(json.loads((out / "final_metrics.json").read_text()))
+            final = json.loads((out / "final_metrics.json").read_text())
+            _print_metrics(final)
+            if final.get("stopped_by_time_limit"):
+                print(
+                    f"note: train.time_limit ({cfg.train.time_limit:g} s) stopped the run after "
+                    f"{final['train_steps']} of {final['train_steps_planned']} planned steps",
+                    file=sys.stderr,
+                )
             print(f"report: {report.resolve()}")
         return 0
     if args.command == "eval":
         overrides = list(args.overrides)
         if args.num_particles is not None:
             overrides.append(f"eval.num_particles={args.num_particles}")
-        _print_metrics(runner.evaluate(args.run_dir, overrides))
-        write_report(args.run_dir)
+        runner.load_config(args.run_dir)  # a clear message for a directory that is not a run
+        with RunLock(args.run_dir):
+            _print_metrics(runner.evaluate(args.run_dir, overrides))
+            write_report(args.run_dir)
         return 0
     if args.command == "sample":
         print(f"samples: {runner.sample(args.run_dir, args.n, args.out)}")

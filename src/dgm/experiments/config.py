@@ -74,30 +74,61 @@ def _suggestion(key: str, options: list[str]) -> str:
 Choices = Collection[str] | Callable[[], Collection[str]]
 
 
-def choice(options: Choices, default: Any = dataclasses.MISSING) -> Any:
+def choice(options: Choices, default: Any = dataclasses.MISSING, resumable: bool = False) -> Any:
     """A string field whose value must be one of ``options`` (a registry, a tuple, or a
     function returning one); without ``default`` the key is required."""
-    return field(default=default, metadata={"choices": options})
+    return field(default=default, metadata={"choices": options, "resumable": resumable})
 
 
 def at_least(
-    minimum: float, default: Any = dataclasses.MISSING, factory: Callable[[], Any] | None = None
+    minimum: float,
+    default: Any = dataclasses.MISSING,
+    factory: Callable[[], Any] | None = None,
+    resumable: bool = False,
 ) -> Any:
     """A numeric field (or list of numbers) that must be ``>= minimum`` (``None`` passes);
     ``factory`` gives a list default."""
+    meta = {"min": minimum, "resumable": resumable}
     if factory is not None:
-        return field(default_factory=factory, metadata={"min": minimum})
-    return field(default=default, metadata={"min": minimum})
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 def above(
-    minimum: float, default: Any = dataclasses.MISSING, factory: Callable[[], Any] | None = None
+    minimum: float,
+    default: Any = dataclasses.MISSING,
+    factory: Callable[[], Any] | None = None,
+    resumable: bool = False,
 ) -> Any:
     """A numeric field (or list of numbers) that must be finite and ``> minimum`` (``None``
     passes)."""
+    meta = {"gt": minimum, "resumable": resumable}
     if factory is not None:
-        return field(default_factory=factory, metadata={"gt": minimum})
-    return field(default=default, metadata={"gt": minimum})
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def resumable(default: Any = dataclasses.MISSING, factory: Callable[[], Any] | None = None) -> Any:
+    """A field (or a whole section) that may change when a run is resumed: it does not change
+    what the saved state means (a learning rate, the budget, logging, evaluation)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"resumable": True})
+    return field(default=default, metadata={"resumable": True})
+
+
+def resumable_keys(cls: type, prefix: str = "", inherited: bool = False) -> list[str]:
+    """The dotted keys of ``cls`` that may change on resume (``resumable`` fields, and every
+    key of a ``resumable`` section)."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        allowed = inherited or bool(f.metadata.get("resumable"))
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            keys += resumable_keys(t, f"{prefix}{f.name}.", allowed)  # type: ignore[arg-type]
+        elif allowed:
+            keys.append(prefix + f.name)
+    return keys
 
 
 @contextlib.contextmanager
@@ -136,18 +167,19 @@ def options_of(f: dataclasses.Field[Any]) -> list[str] | None:
 class TrainConfig:
     """The training loop (``dgm.train.loop``) and the optimizers' common settings."""
 
-    steps: int | None = at_least(1, None)
-    epochs: float | None = above(0, 10.0)
+    steps: int | None = at_least(1, None, resumable=True)
+    epochs: float | None = above(0, 10.0, resumable=True)
     batch_size: int = at_least(1, 100)
-    lr: float = above(0, 1e-3)
+    lr: float = above(0, 1e-3, resumable=True)
     adam_eps: float = above(0, 1e-8)
     grad_clip: float | None = above(0, None)
     seed: int = at_least(0, 0)
-    log_every: int = at_least(1, 50)
-    validate_every: int = at_least(1, 500)
-    checkpoint_every: int = at_least(1, 500)
-    patience: int | None = at_least(1, None)  # early stopping: validations without improvement
-    time_limit: float | None = above(0, None)  # seconds
+    log_every: int = at_least(1, 50, resumable=True)
+    validate_every: int = at_least(1, 500, resumable=True)
+    checkpoint_every: int = at_least(1, 500, resumable=True)
+    # early stopping: validations without improvement
+    patience: int | None = at_least(1, None, resumable=True)
+    time_limit: float | None = above(0, None, resumable=True)  # seconds
     device: str = choice(DEVICES, "auto")
 
     def schedule(self) -> Schedule:
@@ -172,11 +204,11 @@ class RunConfig:
     ``smoke`` holds ``key: value`` overrides for a seconds-long run (``dgm train --smoke``).
     """
 
-    name: str = "experiment"
-    description: str = ""
+    name: str = resumable("experiment")
+    description: str = resumable("")
     task: str = ""
     train: TrainConfig = field(default_factory=TrainConfig)
-    smoke: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = resumable(factory=dict)
 
     def check(self) -> None:
         """Rules between fields that types, choices and ranges do not express."""
@@ -372,6 +404,8 @@ __all__ = [
     "choice",
     "config_errors",
     "from_dict",
+    "resumable",
+    "resumable_keys",
     "to_dict",
     "valid_keys",
     "validate",

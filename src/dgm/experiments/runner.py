@@ -8,7 +8,9 @@ the task's pictures with ``pictures.json`` (their captions) and ``report.html``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,9 @@ import torch
 import yaml
 
 from ..report import write_report
-from ..train import TrainState, checkpoint, distributed, run
+from ..train import FitResult, TrainState, checkpoint, distributed, run
 from ..train.metrics_log import MetricsLog
+from . import rundir
 from .config import ConfigError, RunConfig, UnknownKeyError, apply_override, to_dict
 from .registry import check, parse, task_class
 from .task import Parts, Picture, Task, load_parts
@@ -31,20 +34,64 @@ def create(cfg: RunConfig) -> Task[Any]:
     return task_class(cfg.task)(cfg)
 
 
-def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+def train(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Path:
     """Train and evaluate ``cfg`` into ``run_dir``; return the path of ``report.html``.
 
-    Under torchrun every process trains its share of each batch (DistributedDataParallel);
-    rank 0 logs, checkpoints, evaluates and writes the report.
+    A directory that holds a run is refused unless ``resume`` continues it (with only the
+    settings of ``config.resumable_keys`` changed: they are applied and recorded in
+    ``metrics.jsonl``) or ``overwrite`` archives it; a lock stops two runs from writing one
+    directory. Under torchrun every process trains its share of each batch
+    (DistributedDataParallel); rank 0 checks the directory, logs, checkpoints, evaluates and
+    writes the report.
     """
     out, task = Path(run_dir), create(cfg)
+    changes: dict[str, list[Any]] = {}
+    if int(os.environ.get("RANK", "0")) == 0:  # before the process group: others wait there
+        rundir.prepare(out, resume, overwrite)
+        if resume:
+            if not (out / "checkpoints" / "last.pt").is_file():
+                raise FileNotFoundError(
+                    f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist"
+                )
+            changes = rundir.changes_on_resume(load_config(out), cfg)
     device = task.device()
     world = distributed.init(device)
-    if resume and not (out / "checkpoints" / "last.pt").is_file():
-        raise FileNotFoundError(f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist")
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    with rundir.RunLock(out) if world.is_main else contextlib.nullcontext():
+        result = _fit(cfg, task, out, device, world, resume, progress, changes)
+    distributed.shutdown()  # rank 0 evaluates alone; the others may exit
+    if not world.is_main:
+        return out / "report.html"
+    summary = {
+        "train_steps": result.steps,
+        "train_steps_planned": result.planned_steps,
+        "train_epochs": round(result.epochs, 3),
+        "train_seconds": round(result.seconds, 1),
+        "best_valid": result.best,
+        "stopped_early": result.stopped_early,
+        "stopped_by_time_limit": result.stopped_by_time_limit,
+    }
+    with rundir.RunLock(out):
+        evaluate(out, extra=summary)
+        return write_report(out)
+
+
+def _fit(
+    cfg: RunConfig,
+    task: Task[Any],
+    out: Path,
+    device: torch.device,
+    world: distributed.World,
+    resume: bool,
+    progress: bool,
+    changes: dict[str, list[Any]],
+) -> FitResult:
+    """Build the task's parts and run the loop on them (the directory is already checked)."""
     torch.manual_seed(cfg.train.seed)
     data = task.data()
     parts = task.build(data)
@@ -53,9 +100,14 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     optimizers = task.optimizers(parts)
     state = TrainState(parts, optimizers)
     step = task.step(parts, optimizers, lambda m: distributed.wrap(m, world, device))
+    if world.is_main:
+        if resume:  # the checkpoint must load into these parts before anything is written
+            state.load_state_dict(checkpoint.load_latest(out / "checkpoints" / "last.pt")[0])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log = MetricsLog(out) if world.is_main else None
     try:
-        result = run(
+        return run(
             state,
             step,
             data.train,
@@ -67,22 +119,11 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             log=log,
             progress=progress,
             world=world,
+            resume_note={"config_change": changes} if changes else None,
         )
     finally:
         if log is not None:
             log.close()
-    distributed.shutdown()  # rank 0 evaluates alone; the others may exit
-    if not world.is_main:
-        return out / "report.html"
-    summary = {
-        "train_steps": result.steps,
-        "train_epochs": round(result.epochs, 3),
-        "train_seconds": round(result.seconds, 1),
-        "best_valid": result.best,
-        "stopped_early": result.stopped_early,
-    }
-    evaluate(out, extra=summary)
-    return write_report(out)
 
 
 def load_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
@@ -119,7 +160,7 @@ def load_run(
     if device is None and cfg.train.device == "cuda" and not torch.cuda.is_available():
         device = "cpu"  # a run trained on a GPU is evaluated wherever it is
     dev = task.device() if device is None else distributed.local_device(device)
-    saved = checkpoint.load(path, map_location=dev)
+    saved = checkpoint.load_latest(path, map_location=dev)[0]
     data = task.data()
     parts = task.build(data, training=False)
     load_parts(parts, saved)

@@ -9,6 +9,7 @@ shared so that all ranks stop at the same step.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from . import checkpoint
 from .batches import Batches, leading, to
 from .distributed import SINGLE, World
 from .metrics_log import MetricsLog
@@ -51,6 +53,9 @@ class FitResult:
     seconds: float = 0.0
     best: float = -math.inf
     stopped_early: bool = False
+    planned_steps: int = 0
+    stopped_by_time_limit: bool = False
+    resumed_from: str | None = None  # the checkpoint file a resumed run continued from
 
 
 def run(
@@ -66,13 +71,17 @@ def run(
     log: MetricsLog | None = None,
     progress: bool = False,
     world: World = SINGLE,
+    resume_note: dict[str, object] | None = None,
 ) -> FitResult:
     """Repeat ``step`` on batches of ``data`` until the schedule's budget is spent.
 
     ``validate()`` returns metrics whose first value is the score (higher is better) that
     picks ``best.pt`` and drives early stopping; ``last.pt`` is written every
-    ``checkpoint_every`` steps, at the end and when stopping early. ``resume=True``
-    restores the state from ``checkpoint_dir/last.pt`` and truncates the log after it.
+    ``checkpoint_every`` steps, at the end and when stopping early (the file it replaces is
+    kept as ``last.prev.pt``, and every process's RNG states go into it). ``resume=True``
+    restores the state from ``checkpoint_dir/last.pt`` (or, if that cannot be read, from
+    ``last.prev.pt``, saying so), truncates the log after it and records ``resume_note``
+    (e.g. the settings changed on resume) there.
     """
     s, n, k = schedule, leading(data), step.num_batches
     if transform is not None and not isinstance(data, Tensor):
@@ -84,17 +93,35 @@ def run(
     params = state.params()
     device = params[0].device if params else torch.device("cpu")
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    result, logged = FitResult(planned_steps=total), _Window(s.batch_size * k)
+    if ckpt is not None and world.is_main:
+        for stale in checkpoint.remove_temporaries(ckpt):
+            print(f"dgm: removed {stale}, left by an interrupted checkpoint write", file=sys.stderr)
     if resume:
         if ckpt is None:
             raise ValueError("resume=True needs checkpoint_dir")
-        state.load(ckpt / "last.pt", map_location=device)
+        saved, used = checkpoint.load_latest(ckpt / "last.pt", map_location=device)
+        state.load_state_dict(saved, rank=world.rank, world_size=world.size)
+        notes = dict(resume_note or {})
+        result.resumed_from = used.name
+        if used.name != "last.pt":
+            notes["resumed_from"] = used.name
+            if world.is_main:
+                print(
+                    f"dgm: {ckpt / 'last.pt'} cannot be read; resuming from {used}", file=sys.stderr
+                )
         if log is not None:
             log.truncate_after(state.step)
-    result, logged = FitResult(steps=state.step, best=state.best), _Window(s.batch_size * k)
+            if notes:
+                log.event(state.step, **notes)
+    result.steps, result.best = state.step, state.best
 
     def save(name: str) -> None:
-        if ckpt is not None and world.is_main:
-            state.save(ckpt / name)
+        if ckpt is None:
+            return
+        ranks = _rng_of_every_rank(world) if name == "last.pt" and world.size > 1 else None
+        if world.is_main:
+            state.save(ckpt / name, ranks, keep_previous=name == "last.pt")
 
     bar = _progress_bar(total, state.step) if progress and world.is_main else None
     start = time.perf_counter()
@@ -112,6 +139,7 @@ def run(
         stop = s.time_limit is not None and _agree(
             time.perf_counter() - start > s.time_limit, world
         )
+        result.stopped_by_time_limit = stop and i < total
         if i % s.log_every == 0 or i == total or stop:
             record = logged.flush(i, start)
             result.history.append(record)
@@ -182,6 +210,13 @@ def _progress_bar(total: int, done: int):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True)
+
+
+def _rng_of_every_rank(world: World) -> list[object]:
+    """Every process's RNG states, in rank order (a collective: every rank calls it)."""
+    states: list[object] = [None] * world.size
+    dist.all_gather_object(states, checkpoint.rng_state())
+    return states
 
 
 def _agree(flag: bool, world: World) -> bool:

@@ -36,6 +36,11 @@ class MetricsLog:
             for name, value in values.items():
                 self._tb.add_scalar(name, value, step)
 
+    def event(self, step: int, **info: object) -> None:
+        """Record something that happened at ``step`` (not a metric: JSON lines only)."""
+        self._file.write(json.dumps({"step": step, **info}) + "\n")
+        self._file.flush()
+
     def truncate_after(self, step: int) -> None:
         """Drop records after ``step`` (a resumed run rewrites them)."""
         self._file.close()

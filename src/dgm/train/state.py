@@ -70,9 +70,14 @@ class TrainState:
         for m in self.parts.values():
             m.train(mode)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs, including the current RNG states."""
-        return {
+    def state_dict(self, rng_ranks: list[Any] | None = None) -> dict[str, Any]:
+        """Everything a resumed run needs, including the current RNG states.
+
+        Args:
+            rng_ranks: every process's RNG states, in rank order (several processes draw
+                different numbers: rank 0 also validates); stored as ``"rng_ranks"``.
+        """
+        state = {
             "step": self.step,
             **{name: m.state_dict() for name, m in self.parts.items()},
             "optimizers": [o.state_dict() for o in self.optimizers],
@@ -80,9 +85,20 @@ class TrainState:
             "best": self.best,
             "bad_validations": self.bad_validations,
         }
+        if rng_ranks is not None:
+            state["rng_ranks"] = rng_ranks
+        return state
 
-    def load_state_dict(self, saved: Mapping[str, Any], rng: bool = True) -> None:
-        """Restore parts, optimizers, counters and (with ``rng``) the RNG states."""
+    def load_state_dict(
+        self, saved: Mapping[str, Any], rng: bool = True, rank: int = 0, world_size: int = 1
+    ) -> None:
+        """Restore parts, optimizers, counters and (with ``rng``) this process's RNG states.
+
+        The optimizers keep their current hyperparameters (learning rates ...: the run's
+        configuration, which may have changed on resume) and take their state (moments,
+        step counts) from the checkpoint. Process ``rank`` of ``world_size`` restores its own
+        RNG states when the checkpoint holds one per process for that many processes.
+        """
         for name, m in self.parts.items():
             if name not in saved:
                 if m.state_dict():
@@ -96,11 +112,15 @@ class TrainState:
             saved["bad_validations"],
         )
         if rng:
-            checkpoint.set_rng_state(saved["rng"])
+            ranks = saved.get("rng_ranks")
+            own = ranks[rank] if ranks is not None and len(ranks) == world_size else saved["rng"]
+            checkpoint.set_rng_state(own)
 
-    def save(self, path: Path) -> None:
+    def save(
+        self, path: Path, rng_ranks: list[Any] | None = None, keep_previous: bool = False
+    ) -> None:
         """Write the state atomically (a crash mid-write keeps the previous file)."""
-        checkpoint.save_atomic(self.state_dict(), path)
+        checkpoint.save_atomic(self.state_dict(rng_ranks), path, keep_previous)
 
     def load(self, path: Path, map_location: str | torch.device = "cpu") -> None:
         """Restore from a file written by ``save``."""
@@ -114,7 +134,10 @@ def _load_optimizers(opts: Sequence[torch.optim.Optimizer], states: Sequence[Any
             f"{len(opts)} optimizer(s); resume with the settings the run was started with"
         )
     for opt, state in zip(opts, states, strict=True):
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
         opt.load_state_dict(state)
+        for group, own in zip(opt.param_groups, settings, strict=True):
+            group.update(own)
 
 
 __all__ = ["Stateless", "TrainState", "callable_of"]

@@ -31,7 +31,15 @@ from ...models.regression import PolynomialRegression, simulate
 from ...objectives import OBJECTIVES
 from ...ppl import condition, trace
 from ...train import Step, SurrogateStep
-from ..config import ConfigError, RunConfig, RunKindError, at_least, choice, config_errors
+from ..config import (
+    ConfigError,
+    RunConfig,
+    RunKindError,
+    at_least,
+    choice,
+    config_errors,
+    resumable,
+)
 from ..task import Parts, Picture, Task, Wrap
 
 
@@ -52,7 +60,7 @@ class RegressionModelConfig:
     variable_points: bool = False  # 3..points points per data set (needs embedding: set)
     embedding: str = choice(EMBEDDINGS, "mlp")
     components: int = at_least(1, 1)  # mixture components of the proposal
-    hidden: list[int] = at_least(1, factory=lambda: [128, 128])  # noqa: RUF009 - proposal widths
+    hidden: list[int] = at_least(1, factory=lambda: [128, 128])  # proposal widths
 
 
 @dataclass(kw_only=True)
@@ -74,7 +82,7 @@ class InferenceCompilationConfig(RunConfig):
     task: str = "inference-compilation"
     data: SimulationConfig = field(default_factory=SimulationConfig)
     model: RegressionModelConfig = field(default_factory=RegressionModelConfig)
-    eval: StudyConfig = field(default_factory=StudyConfig)
+    eval: StudyConfig = resumable(factory=StudyConfig)
 
     def check(self) -> None:
         super().check()

@@ -43,6 +43,7 @@ from ..config import (
     at_least,
     choice,
     config_errors,
+    resumable,
 )
 from ..task import Parts, Picture, Task, Wrap
 
@@ -74,7 +75,7 @@ class ObjectiveConfig:
 class LatentTrainConfig(TrainConfig):
     """The loop, plus a separate learning rate for the guide and the validation budget."""
 
-    guide_lr: float | None = above(0, None)  # a separate Adam for the guide; None: one Adam
+    guide_lr: float | None = above(0, None, resumable=True)  # the guide's own Adam (None: one)
     valid_particles: int = at_least(1, 50)
     grad_stats_draws: int = at_least(MIN_GRADIENT_DRAWS, 10)  # for the guide's gradient SNR
 
@@ -94,7 +95,7 @@ class LatentConfig(RunConfig):
     data: ImageDataConfig
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: LatentTrainConfig = field(default_factory=LatentTrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalConfig = resumable(factory=EvalConfig)
 
 
 C = TypeVar("C", bound=LatentConfig)

@@ -23,7 +23,7 @@ from .latent import LatentConfig, LatentVariableTask
 class SBNModelConfig:
     """The binary layers' sizes, next to x first (e.g. ``[200, 200, 200]``); linear layers."""
 
-    latent_sizes: list[int] = at_least(1, factory=lambda: [200])  # noqa: RUF009
+    latent_sizes: list[int] = at_least(1, factory=lambda: [200])
 
 
 @dataclass(kw_only=True)

@@ -26,13 +26,13 @@ from .latent import LatentConfig, LatentVariableTask, ObjectiveConfig
 class VAEModelConfig:
     """The programs: sizes, likelihood, the posterior family of every layer, the prior on top."""
 
-    latent_sizes: list[int] = at_least(1, factory=lambda: [50])  # noqa: RUF009
-    hidden_sizes: list[list[int]] = at_least(1, factory=lambda: [[200, 200]])  # noqa: RUF009
+    latent_sizes: list[int] = at_least(1, factory=lambda: [50])
+    hidden_sizes: list[list[int]] = at_least(1, factory=lambda: [[200, 200]])
     likelihood: str = choice(LIKELIHOODS, "bernoulli")
     activation: str = choice(ACTIVATIONS, "tanh")
     posterior: str = choice(POSTERIORS, "diagonal")
     flow_length: int = 2  # planar / iaf steps per layer
-    flow_hidden: list[int] = at_least(1, factory=lambda: [100, 100])  # noqa: RUF009 - MADE widths
+    flow_hidden: list[int] = at_least(1, factory=lambda: [100, 100])  # MADE widths
     prior: str = choice(PRIORS, "normal")
     prior_components: int | None = None  # mog components (10) / vamp pseudo-inputs (500)
     prior_flow_length: int = 2  # maf steps of the autoregressive prior

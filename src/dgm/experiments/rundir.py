@@ -1,0 +1,152 @@
+"""Run directories that are never mixed: one writer at a time, no silent reuse, explicit resume.
+
+- A lock file (``.lock``: pid, host, start time) stops a second run from writing a directory
+  that a live one writes; a lock whose process is gone is taken over with a note.
+- A non-empty directory is refused unless the run resumes it or ``overwrite`` archives it.
+- Resuming compares the new configuration with the saved one before anything is written:
+  settings that may change on resume (``config.resumable_keys``) are returned as the
+  changes to apply and record; any other difference is refused, naming the keys.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .config import ConfigError, RunConfig, resumable_keys, to_dict
+
+LOCK = ".lock"
+
+
+class RunDirectoryError(RuntimeError):
+    """A run directory that this run must not write (in use, or holding another run)."""
+
+
+def _flatten(raw: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(raw, dict) or prefix == "smoke.":
+        return {prefix.rstrip("."): raw}
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+
+
+def changes_on_resume(saved: RunConfig, new: RunConfig) -> dict[str, list[Any]]:
+    """The resumable settings that differ (``key -> [old, new]``); raise for any other."""
+    old, now = _flatten(to_dict(saved)), _flatten(to_dict(new))
+    differ = {
+        k: [old.get(k), now.get(k)] for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k)
+    }
+    allowed = set(resumable_keys(type(new)))
+    refused = {k: v for k, v in differ.items() if k not in allowed}
+    if refused:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        raise ConfigError(
+            f"cannot resume with these settings changed: {listed}. They change what the saved "
+            f"state means; resume with the run's own settings, or start a new run (another "
+            f"--out). Settings that may change on resume: {', '.join(sorted(allowed))}"
+        )
+    return {k: v for k, v in differ.items() if k in allowed}
+
+
+def prepare(run: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a directory held by a live run or, without ``resume``, one that holds a run;
+    with ``overwrite``, move such a directory aside (``<name>.archived-<time>``) first."""
+    holder = _live_holder(run)
+    if holder is not None:
+        raise RunDirectoryError(
+            f"another run (pid {holder['pid']} on {holder['host']}, started {holder['started']}) "
+            f"is writing to {run}; wait for it to finish, or give another --out"
+        )
+    if resume or not run.is_dir() or all(p.name == LOCK for p in run.iterdir()):
+        return  # nothing there, or only the lock of a run that wrote nothing else
+    if not overwrite:
+        raise RunDirectoryError(
+            f"{run} already holds a run; continue it with --resume, archive it and start afresh "
+            "with --overwrite, or give another --out"
+        )
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    archive = run.with_name(f"{run.name}.archived-{stamp}")
+    run.rename(archive)
+    print(f"dgm: moved the earlier run in {run} to {archive}", file=sys.stderr)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _live_holder(run: Path) -> dict[str, Any] | None:
+    info = _read_lock(run / LOCK)
+    if info is None or info.get("pid") == os.getpid():
+        return None
+    same_host = info.get("host") == socket.gethostname()
+    if same_host and not _alive(int(info.get("pid", -1))):
+        return None
+    return info
+
+
+class RunLock:
+    """Hold ``run/.lock`` while a run writes ``run``; a stale lock is taken over with a note."""
+
+    def __init__(self, run: Path) -> None:
+        self.path = run / LOCK
+        self.info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.info)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _live_holder(self.path.parent)
+            if holder is not None:
+                raise RunDirectoryError(
+                    f"another run (pid {holder['pid']} on {holder['host']}) is writing to "
+                    f"{self.path.parent}; wait for it to finish, or give another --out"
+                ) from None
+            stale = _read_lock(self.path) or {}
+            print(
+                f"dgm: taking over the lock of an earlier run in {self.path.parent} (pid "
+                f"{stale.get('pid', '?')} is no longer running)",
+                file=sys.stderr,
+            )
+            tmp = self.path.with_name(f"{LOCK}.{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if (_read_lock(self.path) or {}).get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+__all__ = ["LOCK", "RunDirectoryError", "RunLock", "changes_on_resume", "prepare"]
