@@ -119,3 +119,10 @@ def test_a_run_killed_and_resumed_under_torchrun_ends_as_a_straight_one(tmp_path
         a = torch.load(straight / f"params_rank{rank}_of2.pt")
         b = torch.load(resumed / f"params_rank{rank}_of2.pt")
         assert torch.equal(a, b), rank  # every rank's random numbers came back
+
+
+def test_a_config_error_under_torchrun_is_said_once(tmp_path: Path) -> None:
+    proc = torchrun("-m", "dgm", "train", "quickstart", "--set", "train.lrr=1", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.count("dgm: config error: ") == 1, proc.stderr[-3000:]
+    assert "Did you mean 'train.lr'?" in proc.stderr

@@ -129,13 +129,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # under torchrun every process meets the same error: one of them says it
+    speaks = int(os.environ.get("RANK", "0")) == 0
     try:
         return _run(args)
     except ConfigError as err:
-        print(f"dgm: config error: {err}", file=sys.stderr)
+        if speaks:
+            print(f"dgm: config error: {err}", file=sys.stderr)
         return 2
     except USER_ERRORS as err:
-        print(f"dgm: error: {err}", file=sys.stderr)
+        if speaks:
+            print(f"dgm: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(
