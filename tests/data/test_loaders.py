@@ -34,9 +34,13 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def small_splits(monkeypatch: pytest.MonkeyPatch, n: int = 6) -> dict[str, np.ndarray]:
+    """Random n-digit splits, made the canonical ones (sizes and content digests)."""
     monkeypatch.setattr(bm, "SPLITS", {"train": n, "valid": n, "test": n})
     rng = np.random.default_rng(0)
-    return {s: (rng.random((n, 784)) < 0.3).astype(np.uint8) for s in ("train", "valid", "test")}
+    splits = {s: (rng.random((n, 784)) < 0.3).astype(np.uint8) for s in ("train", "valid", "test")}
+    digests = {s: hashlib.sha256(a.tobytes()).hexdigest() for s, a in splits.items()}
+    monkeypatch.setattr(bm, "CONTENT_SHA256", digests)
+    return splits
 
 
 def test_read_amat_parses_the_original_format(tmp_path: Path) -> None:
@@ -121,7 +125,7 @@ def test_wrong_split_and_corrupt_npz_are_reported(
     d = isolated / "bad"
     d.mkdir()
     np.savez(d / "binarized_mnist.npz", train=np.full((6, 784), 2, np.uint8))
-    with pytest.raises(ValueError, match="must hold only 0 and 1"):
+    with pytest.raises(ValueError, match="holds values other than 0 and 1 in its train split"):
         binarized_mnist("train", data_dir=d)
     with pytest.raises(ValueError, match="has no array 'test'"):
         binarized_mnist("test", data_dir=d)

@@ -2,7 +2,15 @@
 
 from .binarized import binarized_mnist, read_amat
 from .dsprites import DSprites, dsprites
-from .files import ENV_VAR, ChecksumError, DataNotFoundError, RemoteFile, cache_dir, search_dirs
+from .files import (
+    ENV_VAR,
+    ChecksumError,
+    CorruptDataError,
+    DataNotFoundError,
+    RemoteFile,
+    cache_dir,
+    search_dirs,
+)
 from .idx import dynamic_binarize, fashion_mnist, mnist, read_idx
 from .splits import DATASETS, Splits
 
@@ -10,6 +18,7 @@ __all__ = [
     "DATASETS",
     "ENV_VAR",
     "ChecksumError",
+    "CorruptDataError",
     "DSprites",
     "DataNotFoundError",
     "RemoteFile",

@@ -82,6 +82,23 @@ def render(factors: Tensor, size: int = IMAGE_SIZE) -> Tensor:
     return torch.where(shape == 0, square, torch.where(shape == 1, ellipse, heart))
 
 
+def _read_cache(path: Path, num_images: int) -> Tensor | None:
+    """The cached images, or ``None`` when the file is unreadable or not what it should be.
+
+    The cache is ours to rebuild, so a truncated, corrupt or foreign file is no error: the
+    caller renders the images again and replaces it. (The zip CRC of the member catches
+    corrupted bytes; the shape and dtype check catches a file that is not a cache file.)
+    """
+    try:  # np.load gets an open file: given a path, it leaks it on a BadZipFile
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as f:
+            bits = f["bits"]
+    except Exception:  # BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, ...
+        return None
+    if bits.dtype != np.uint8 or bits.shape != (num_images, IMAGE_SIZE**2 // 8):
+        return None
+    return torch.from_numpy(np.unpackbits(bits, axis=1)[:, : IMAGE_SIZE**2].astype(np.float32))
+
+
 @dataclass
 class DSprites:
     """Images ``[N, 4096]`` (float 0/1), factor indices ``[N, 5]`` and factor values ``[N, 5]``."""
@@ -102,7 +119,8 @@ def dsprites(
 
     The subset is drawn without replacement by ``seed``; the same arguments always give the
     same images. Results are cached as packed bits in ``directory`` (default: the dgm
-    cache directory), so a second call is a file read.
+    cache directory), so a second call is a file read; a cache file that is truncated,
+    corrupt or not of these images is regenerated (and replaced, atomically).
     """
     if num_images is None or num_images >= NUM_IMAGES:
         index = torch.arange(NUM_IMAGES)
@@ -117,12 +135,8 @@ def dsprites(
     key = hashlib.sha256(f"v{_VERSION}-{index.numel()}-{seed}".encode()).hexdigest()[:16]
     path = Path(directory) if directory is not None else cache_dir()
     path = path / f"dsprites-{key}.npz"
-    if cache and path.is_file():
-        with np.load(path) as f:
-            images = torch.from_numpy(
-                np.unpackbits(f["bits"], axis=1)[:, : IMAGE_SIZE**2].astype(np.float32)
-            )
-    else:
+    images = _read_cache(path, index.numel()) if cache and path.is_file() else None
+    if images is None:  # not cached, or the cache file is truncated or corrupt: regenerate
         parts = [
             render(factor_indices(chunk)).reshape(len(chunk), -1) for chunk in index.split(8192)
         ]
@@ -130,9 +144,15 @@ def dsprites(
         if cache:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, bits=np.packbits(images.numpy().astype(np.uint8), axis=1))
-            os.replace(tmp, path)  # atomic: concurrent writers (torchrun ranks) cannot corrupt it
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    bits = np.packbits(images.numpy().astype(np.uint8), axis=1)
+                    np.savez_compressed(f, bits=bits)
+                # atomic: concurrent writers (torchrun ranks) cannot corrupt it
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
     factors = factor_indices(index)
     grid = factor_values()
     values = torch.stack([grid[name][factors[:, j]] for j, name in enumerate(FACTOR_NAMES)], 1)

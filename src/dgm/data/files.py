@@ -13,6 +13,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,18 @@ class DataNotFoundError(FileNotFoundError):
 
 class ChecksumError(OSError):
     """A data file's checksum differs from the published one."""
+
+
+class CorruptDataError(ChecksumError, ValueError):
+    """A data file is there but is not the canonical data: what is wrong, and what to do.
+
+    Raised for every broken file: a checksum or content digest that differs from the
+    published one, a truncated or corrupt archive, a file in another format under the
+    expected name, and arrays of the wrong shape, dtype or values. The message names the
+    file and says what to do (delete it, or replace it with the canonical file). A
+    ``ChecksumError`` (printed by the CLI as one line, like every data error) and, for
+    callers that checked a loader's ``ValueError``, a ``ValueError`` too.
+    """
 
 
 @dataclass(frozen=True)
@@ -64,13 +77,13 @@ def file_digest(path: Path, algorithm: str) -> str:
 
 
 def verify(path: Path, remote: RemoteFile) -> None:
-    """Raise ``ChecksumError`` if ``path`` does not have ``remote``'s checksum."""
+    """Raise ``CorruptDataError`` if ``path`` does not have ``remote``'s checksum."""
     algorithm, expected = ("sha256", remote.sha256) if remote.sha256 else ("md5", remote.md5)
     if expected is None:
         return
     actual = file_digest(path, algorithm)
     if actual != expected:
-        raise ChecksumError(
+        raise CorruptDataError(
             f"{path} has {algorithm} {actual}, but the published {remote.name} has {expected}. "
             f"The file is corrupt, truncated or a different version: delete it and let dgm "
             f"download it again, or replace it with the file from {remote.urls[0]}"
@@ -114,11 +127,15 @@ def find_or_download(
     dataset: str,
     download_ok: bool,
     subdir: str = "",
+    needed: Sequence[RemoteFile] = (),
+    alternative: str = "",
 ) -> Path:
     """Path of a verified copy of ``remote``: found in the search dirs, or downloaded.
 
     Each search directory is looked at directly and in its ``subdir`` (e.g. ``mnist/``);
-    downloads go to ``subdir`` of the first writable one.
+    downloads go to ``subdir`` of the first writable one. When there is no copy and none can
+    be downloaded, the ``DataNotFoundError`` lists ``needed`` (every file the data set needs;
+    default: just ``remote``) and ``alternative`` (another way to provide the data).
     """
     dirs = search_dirs(data_dir)
     for d in dirs:
@@ -134,7 +151,8 @@ def find_or_download(
             raise
         except OSError as e:
             failure = str(e)
-    raise DataNotFoundError(missing_message(dataset, [remote], dirs, failure))
+    files = list(needed) or [remote]
+    raise DataNotFoundError(missing_message(dataset, files, dirs, failure, subdir, alternative))
 
 
 def _first_writable(dirs: list[Path]) -> Path:
@@ -148,13 +166,21 @@ def _first_writable(dirs: list[Path]) -> Path:
     raise OSError(f"none of {[str(d) for d in dirs]} is writable")
 
 
-def missing_message(dataset: str, files: list[RemoteFile], dirs: list[Path], failure: str) -> str:
+def missing_message(
+    dataset: str,
+    files: Sequence[RemoteFile],
+    dirs: list[Path],
+    failure: str,
+    subdir: str = "",
+    alternative: str = "",
+) -> str:
     """The message that tells a user exactly which files to put where."""
     listing = "\n".join(f"  {f.name}  (from {f.urls[0]})" for f in files)
     looked = "\n".join(f"  {d}" for d in dirs)
+    where = f" (or its {subdir}/ subfolder)" if subdir else ""
     return (
         f"{dataset} not found, and it could not be downloaded: {failure}\n"
         f"Looked in:\n{looked}\n"
-        f"Put these files into one of those directories (or point {ENV_VAR} at a directory "
-        f"that has them):\n{listing}"
+        f"Put these files into one of those directories{where} (or point {ENV_VAR} at a "
+        f"directory that has them):\n{listing}" + (f"\n{alternative}" if alternative else "")
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .files import RemoteFile, find_or_download
+from .files import CorruptDataError, RemoteFile, find_or_download
 
 _DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -49,23 +50,43 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Format: two zero bytes, a type code, the number of dimensions, then one big-endian
     uint32 per dimension and the data in row-major order.
+
+    Raises:
+        CorruptDataError: the file is a truncated or corrupt gzip file, or not an IDX file,
+            or holds fewer or more bytes than its header says; the message names the file.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = path.read_bytes()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise _idx_error(path, f"is a truncated or corrupt gzip file ({e})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r})")
+        raise _idx_error(path, f"is not an IDX file (bad magic number {data[:4]!r})")
     ndim = data[3]
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise _idx_error(path, f"is not an IDX file (its header is cut short at {len(data)} bytes)")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = _DTYPES[data[2]]
-    offset = 4 + 4 * ndim
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(data) - offset != expected:
-        raise ValueError(
-            f"{path}: header says {dims} ({expected} bytes) but the file holds {len(data) - offset}"
+        raise _idx_error(
+            path,
+            f"is truncated or corrupt: its header says {dims} ({expected} bytes) but it holds "
+            f"{len(data) - offset}",
         )
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(dims)
+
+
+def _idx_error(path: Path, problem: str) -> CorruptDataError:
+    return CorruptDataError(
+        f"{path} {problem}. Delete it and let dgm download it again, or replace it with the "
+        f"canonical file of that name"
+    )
 
 
 def dynamic_binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -89,17 +110,34 @@ def _load(
     if binarize not in BINARIZE:
         raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
     prefix = "train" if split == "train" else "t10k"
-    arrays = []
-    for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"):
-        name = f"{prefix}-{kind}"
-        remote = RemoteFile(name, tuple(u + name for u in urls), md5=md5[name])
-        arrays.append(
-            read_idx(
-                find_or_download(remote, data_dir, f"{dataset} ({split} split)", download, subdir)
-            )
+    remotes = {name: RemoteFile(name, tuple(u + name for u in urls), md5=md5[name]) for name in md5}
+    paths = [
+        find_or_download(
+            remotes[f"{prefix}-{kind}"],
+            data_dir,
+            f"{dataset} ({split} split)",
+            download,
+            subdir,
+            needed=list(remotes.values()),
         )
-    images = torch.from_numpy(arrays[0].astype(np.float32) / 255.0).reshape(len(arrays[0]), -1)
-    labels = torch.from_numpy(arrays[1].astype(np.int64))
+        for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz")
+    ]
+    image_array, label_array = (read_idx(p) for p in paths)
+    if image_array.dtype != np.uint8 or image_array.shape[1:] != (28, 28):
+        raise _idx_error(
+            paths[0],
+            f"holds {image_array.dtype} {list(image_array.shape)}, not uint8 [N, 28, 28] images",
+        )
+    n = len(image_array)
+    if label_array.dtype != np.uint8 or label_array.shape != (n,) or (label_array > 9).any():
+        raise _idx_error(
+            paths[1],
+            f"holds {label_array.dtype} {list(label_array.shape)} (largest "
+            f"{label_array.max(initial=0)}), not {n} uint8 labels 0..9 (one per image of "
+            f"{paths[0].name})",
+        )
+    images = torch.from_numpy(image_array.astype(np.float32) / 255.0).reshape(n, -1)
+    labels = torch.from_numpy(label_array.astype(np.int64))
     if binarize == "dynamic":
         images = dynamic_binarize(images, generator)
     elif binarize == "threshold":
