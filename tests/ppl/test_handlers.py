@@ -128,7 +128,7 @@ def test_missing_model_site_in_replayed_guide_names_the_site() -> None:
 
     with pytest.raises(MissingSiteError, match="latent site 'c' has no value") as info:
         dgm.log_weights(Model(), partial_guide, x)
-    assert re.search(r"\n\s+z\s+\| latent\s+\| \[1, 5, 4\]", str(info.value))
+    assert re.search(r"\n\s+guide\s+\| z\s+\| latent\s+\| \[1, 5, 4\]", str(info.value))
 
 
 def test_shape_mismatch_inside_a_program_is_reraised_with_the_sites_so_far() -> None:

@@ -14,9 +14,20 @@ class DiagonalGaussianMixture(Distribution):
 
     ``log_prob`` expands the squares, sum_d (z_d - mu_cd)^2 / sigma_cd^2 =
     z^2 . (1/sigma_c^2) - 2 z . (mu_c / sigma_c^2) + sum_d mu_cd^2 / sigma_cd^2, so that
-    scoring N points against C components costs two [N, D] x [D, C] products and never
-    builds an [N, C, D] tensor (a VampPrior has C = 500 components: a K=5000 log-likelihood
-    evaluation would otherwise move terabytes).
+    scoring N points against C components is one [N, 2D] x [2D, C] product (``addmm`` of
+    [z^2, z] with [-1/(2 sigma_c^2), mu_c / sigma_c^2] plus a per-component constant) and
+    never builds an [N, C, D] tensor (a VampPrior has C = 500 components: a K=5000
+    log-likelihood evaluation would otherwise move terabytes).
+
+    The expansion cancels terms of size D |z|^2 / sigma^2 down to the quadratic form itself
+    (about D near a component), so it is computed in float64 whatever the values' dtype, after
+    subtracting the mean of the component means from the values and the means (which shrinks
+    the terms when the components sit away from the origin). In float32 the cancellation cost
+    0.01-0.07 nats at D = 50, C = 500 and sigma = 0.05-0.02 (0.1-0.7 with means around 3);
+    in float64 the error is that of scoring directly (about 1e-5 nats). On the CPU the float64
+    product is no slower than the float32 code it replaced (the float32 work was mostly the
+    passes over [N, C]); on GPUs with slow float64 it costs more, but far less than
+    ``MixtureSameFamily``'s [N, C, D] tensor. Results have the values' (promoted) dtype.
 
     Args:
         logits: ``[C]`` unnormalized log mixture weights.
@@ -42,19 +53,33 @@ class DiagonalGaussianMixture(Distribution):
     def log_weights(self) -> Tensor:
         return torch.log_softmax(self.logits, -1)
 
+    def _scores(self, value: Tensor, log_weights: Tensor | None) -> Tensor:
+        """log N(z; mu_c, sigma_c) (+ ``log_weights``) for every component, in float64."""
+        acc = torch.float64
+        loc, scale = self.loc.to(acc), self.scale.to(acc)
+        reference = loc.mean(0)  # centring shrinks the expanded terms; the result is unchanged
+        z, mu = value.to(acc) - reference, loc - reference
+        precision = scale.pow(-2)
+        d = loc.shape[-1]
+        bias = -0.5 * (mu * mu * precision).sum(-1) - scale.log().sum(-1)
+        bias = bias - 0.5 * d * math.log(2 * math.pi)
+        if log_weights is not None:
+            bias = bias + log_weights.to(acc)
+        weight = torch.cat([-0.5 * precision, mu * precision], -1)  # [C, 2D]
+        features = torch.cat([z * z, z], -1)  # [..., 2D]
+        out = torch.addmm(bias, features.reshape(-1, 2 * d), weight.T)
+        return out.reshape(*features.shape[:-1], loc.shape[0])
+
+    def _dtype(self, value: Tensor) -> torch.dtype:
+        return torch.promote_types(value.dtype, self.loc.dtype)
+
     def component_log_prob(self, value: Tensor) -> Tensor:
         """log N(z; mu_c, sigma_c) for every component: ``[..., D] -> [..., C]``."""
-        precision = self.scale.pow(-2)
-        quad = (
-            (value * value) @ precision.T
-            - 2 * value @ (self.loc * precision).T
-            + (self.loc * self.loc * precision).sum(-1)
-        )
-        norm = self.scale.log().sum(-1) + 0.5 * self.loc.shape[-1] * math.log(2 * math.pi)
-        return -0.5 * quad.clamp(min=0) - norm
+        return self._scores(value, None).to(self._dtype(value))
 
     def log_prob(self, value: Tensor) -> Tensor:
-        lp = torch.logsumexp(self.component_log_prob(value) + self.log_weights, -1)
+        scores = self._scores(value, self.log_weights)
+        lp = torch.logsumexp(scores, -1).to(self._dtype(value))
         return lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape))
 
     def sample(self, sample_shape: Size | list[int] | tuple[int, ...] = ()) -> Tensor:

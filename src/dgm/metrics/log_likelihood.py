@@ -6,9 +6,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ..inputs import as_data, float_dtype
 from ..objectives import log_weights
 
 
@@ -16,7 +18,7 @@ from ..objectives import log_weights
 def log_likelihood(
     model: Callable[..., Any],
     guide: Callable[..., Any],
-    data: Tensor,
+    data: Tensor | np.ndarray,
     num_particles: int = 5000,
     batch_size: int = 100,
     max_elements: int | None = None,
@@ -33,7 +35,11 @@ def log_likelihood(
 
     Args:
         model, guide: the programs.
-        data: data points, ``[N, ...]``.
+        data: data points, ``[N, ...]``: a tensor or a numpy array. As in ``dgm.train.fit``,
+            numpy floats, unsigned integers (``uint8`` images, values kept) and bool data are
+            scored in the floating dtype of the programs' parameters (float32 by default),
+            cast chunk by chunk; signed integers and torch floating tensors are passed as
+            they are; lists and numpy arrays of objects or strings are refused.
         num_particles: K.
         batch_size: data points per chunk.
         max_elements: bound on particles * batch * data size per chunk (memory). Default
@@ -43,7 +49,13 @@ def log_likelihood(
 
     Returns:
         Estimated log p(x), shape ``[N]``, on the data's device.
+
+    Raises:
+        TypeError, ValueError: data that is not converted, saying what to pass instead.
     """
+    tensor, cast = as_data(data, float_dtype(model, guide), "log_likelihood", several=False)
+    assert isinstance(tensor, Tensor)
+    data = tensor
     n = data.shape[0]
     point_size = max(1, data[0].numel())
     batch_size = max(1, min(batch_size, n))
@@ -58,6 +70,8 @@ def log_likelihood(
         starts = tqdm(starts, desc=f"log p(x), K={num_particles}", unit="batch")
     for start in starts:
         x = data[start : start + batch_size]
+        if cast is not None:
+            x = cast.tensor(x)
         parts = []
         for k0 in range(0, num_particles, chunk):
             k = min(chunk, num_particles - k0)

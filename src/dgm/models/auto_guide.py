@@ -15,7 +15,10 @@ The proposal's parameters come from a network of the observations: an MLP of all
 call's tensors flattened (``embedding="mlp"``, for fixed-size data sets), or a
 permutation-invariant set embedding (``embedding="set"``: a per-point MLP of the tensors'
 matching entries, e.g. (t_i, y_i), averaged over the points of a data set, padding excluded
-with ``mask``). Sites are proposed in the model's order, each conditioned on the embedding
+with ``mask``, together with log(1 + n) for the data set's n points: an average alone cannot
+tell one point from eight, and a posterior's width depends on n). Inputs are cast to the
+dtype of the guide's parameters (float64 under ``torch.set_default_dtype(torch.float64)`` or
+after ``.double()``). Sites are proposed in the model's order, each conditioned on the embedding
 and on the values already proposed (in unconstrained coordinates), so correlations between
 sites are kept. Train it with ``dgm.objectives.Sleep()`` (inference compilation).
 
@@ -165,24 +168,48 @@ class AutoGuide(nn.Module):
         self.plans = [_plan(s.name, s.fn, 1) for s in latent]
         self.embedding_kind = embedding
         self.components = components
-        features = self._features(example_args, example_kwargs)
+        features = self._features(example_args, example_kwargs, torch.get_default_dtype())
         in_size = features.shape[-1]
-        width = hidden[-1]
         self.embed = MLP((in_size, *hidden), "relu")
+        width = hidden[-1] + (1 if embedding == "set" else 0)  # the set's log(1 + n)
         self.heads = nn.ModuleList()
         upstream = 0
         for plan in self.plans:
             self.heads.append(MLP((width + upstream, width, _num_params(plan, components)), "relu"))
             upstream += plan.size
+        self._pooled = hidden[-1]
+        self._register_load_state_dict_pre_hook(self._upgrade_set_heads)
 
-    def _features(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+    def _upgrade_set_heads(self, state: dict[str, Tensor], prefix: str, *_: object) -> None:
+        """Set-embedding guides saved before the embedding carried log(1 + n): their heads
+        take one input fewer; a zero column there loads them with their old behaviour."""
+        if self.embedding_kind != "set":
+            return
+        for i, head in enumerate(self.heads):
+            key = f"{prefix}heads.{i}.0.weight"
+            assert isinstance(head, nn.Sequential)
+            first = head[0]
+            assert isinstance(first, nn.Linear)
+            w = state.get(key)
+            if w is not None and w.shape[1] == first.in_features - 1:
+                k = self._pooled
+                state[key] = torch.cat([w[:, :k], w.new_zeros(w.shape[0], 1), w[:, k:]], 1)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the guide's parameters, to which inputs are cast."""
+        return next(self.embed.parameters()).dtype
+
+    def _features(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], dtype: torch.dtype
+    ) -> Tensor:
         tensors = [a for a in args if isinstance(a, Tensor)]
         tensors += [v for k, v in kwargs.items() if isinstance(v, Tensor) and k != "mask"]
         if not tensors:
             raise ValueError("AutoGuide: the call has no tensor arguments to embed")
         b = tensors[0].shape[0]
         if self.embedding_kind == "mlp":
-            return torch.cat([t.reshape(b, -1).float() for t in tensors], -1)
+            return torch.cat([t.reshape(b, -1).to(dtype) for t in tensors], -1)
         n = tensors[0].shape[1]
         cols = []
         for t in tensors:
@@ -191,20 +218,28 @@ class AutoGuide(nn.Module):
                     "AutoGuide(embedding='set') needs every tensor argument shaped [B, N, ...] "
                     f"with the same number of points N; got shapes {[list(x.shape) for x in tensors]}"
                 )
-            cols.append(t.reshape(b, n, -1).float())
+            cols.append(t.reshape(b, n, -1).to(dtype))
         return torch.cat(cols, -1)  # [B, N, F]
 
     def embedding(self, *args: Any, **kwargs: Any) -> Tensor:
-        """The data sets' embedding, ``[B, hidden]``."""
-        features = torch.nan_to_num(self._features(args, kwargs))
+        """The data sets' embedding: ``[B, hidden[-1]]``, or ``[B, hidden[-1] + 1]`` for a set.
+
+        A set's is the mean of the per-point features over its n unmasked points, followed by
+        log(1 + n) (0 for an empty data set).
+        """
+        dtype = self.dtype
+        features = torch.nan_to_num(self._features(args, kwargs, dtype))
         if self.embedding_kind == "mlp":
             return self.embed(features)
         per_point = self.embed(features)  # [B, N, H]
         mask = kwargs.get("mask")
         if mask is None:
-            return per_point.mean(-2)
-        m = mask.float().unsqueeze(-1)
-        return (per_point * m).sum(-2) / m.sum(-2).clamp(min=1.0)
+            m = per_point.new_ones(*per_point.shape[:-1], 1)
+        else:
+            m = mask.to(dtype).unsqueeze(-1)
+        n = m.sum(-2)  # [B, 1]
+        pooled = (per_point * m).sum(-2) / n.clamp(min=1.0)
+        return torch.cat([pooled, torch.log1p(n)], -1)
 
     def forward(self, *args: Any, **kwargs: Any) -> None:
         h = self.embedding(*args, **kwargs)
@@ -220,7 +255,7 @@ class AutoGuide(nn.Module):
                 )
             fn = self._distribution(plan, head(inputs))
             value = sample(plan.name, fn)
-            upstream.append(self._encode(plan, fn, value))
+            upstream.append(self._encode(plan, fn, value, h.dtype))
 
     def _distribution(self, plan: _SitePlan, out: Tensor) -> Distribution:
         d, lead = plan.size, out.shape[:-1]
@@ -268,14 +303,14 @@ class AutoGuide(nn.Module):
         return tril.tril(-1) + torch.diag_embed(diag)
 
     @staticmethod
-    def _encode(plan: _SitePlan, fn: Distribution, value: Tensor) -> Tensor:
+    def _encode(plan: _SitePlan, fn: Distribution, value: Tensor, dtype: torch.dtype) -> Tensor:
         """A site's value as network input: unconstrained coordinates, or one-hot."""
         if plan.family == "categorical":
-            return nn.functional.one_hot(value.long(), plan.size).float()
+            return nn.functional.one_hot(value.long(), plan.size).to(dtype)
         if plan.family == "bernoulli":
-            return value.reshape(*value.shape[: value.dim() - len(plan.event_shape)], -1).float()
+            return value.reshape(*value.shape[: value.dim() - len(plan.event_shape)], -1).to(dtype)
         assert fn.support is not None
-        u = biject_to(fn.support).inv(value)
+        u = biject_to(fn.support).inv(value).to(dtype)
         if not plan.event_shape:
             return u.unsqueeze(-1)
         return u.reshape(*u.shape[: u.dim() - len(plan.event_shape)], -1)

@@ -9,7 +9,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..ppl import ProgramError, ShapeError, Trace, no_reparam, particles, replay, trace
+from ..ppl import (
+    MissingSiteError,
+    ProgramError,
+    ShapeError,
+    Trace,
+    no_reparam,
+    particles,
+    replay,
+    trace,
+)
 from ..ppl.site import Site
 
 
@@ -100,22 +109,36 @@ def log_weights(
 
     Raises:
         ShapeError: a site's log-density does not fit ``[K, *batch]``.
+        MissingSiteError: a latent site of the model that the guide does not sample; when
+            its shape is that of a tensor argument (after the particle dimension), the
+            message says it looks like data the model forgot to observe (``obs=``).
         ProgramError: a guide site missing from the model, or an error inside a program.
+            Error tables mark each site's program: inside the model they list the guide's
+            sites, then the model's so far.
     """
-    with trace() as guide_trace, particles(num_particles, batch_dims):
+    with trace("guide") as guide_trace, particles(num_particles, batch_dims):
         if reparam:
             guide(*args, **kwargs)
         else:
             with no_reparam():
                 guide(*args, **kwargs)
-    with trace() as model_trace, replay(guide_trace, alias=True):
-        model(*args, **kwargs)
+    try:
+        with (
+            trace("model", follows=guide_trace) as model_trace,
+            replay(guide_trace, alias=True),
+        ):
+            model(*args, **kwargs)
+    except MissingSiteError as e:
+        message = _looks_like_data(e.site, args, kwargs)
+        if message is None:
+            raise
+        raise MissingSiteError(message, e.sites, e.site).with_traceback(e.__traceback__) from None
     extra = [s.name for s in guide_trace.latent if s.name not in model_trace]
     if extra:
         raise ProgramError(
             f"guide site(s) {extra} do not appear in the model; every latent the guide samples "
-            "must be a latent site of the model. Model sites:",
-            model_trace,
+            "must be a latent site of the model",
+            model_trace.error_sites(),
         )
     shape = _weights_shape([*model_trace, *guide_trace.latent], num_particles, batch_dims)
     log_p = model_trace.log_prob_sum().expand(shape)
@@ -123,6 +146,34 @@ def log_weights(
     return LogWeights(
         log_p, log_q, model_trace, guide_trace, model, guide, args, kwargs, batch_dims
     )
+
+
+def _looks_like_data(
+    site: Site | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str | None:
+    """The message for a missing model site shaped like a tensor argument, or ``None``.
+
+    The model runs on the guide's particled latents, so a likelihood it forgot to observe
+    has the data's shape with a leading particle dimension ([K, B, ...] for data [B, ...]).
+    """
+    if site is None:
+        return None
+    shape = site.sample_shape + site.fn.batch_shape + site.fn.event_shape
+    named = [(f"argument {i}", v) for i, v in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for where, v in named:
+        if isinstance(v, Tensor) and v.dim() > 0 and v.shape in (shape, shape[1:]):
+            value = site.name if site.name.isidentifier() else "data"
+            return (
+                f"latent site {site.name!r} has no value in the replayed guide trace, and it "
+                f"looks like data the model does not observe: its shape {list(shape)} is the "
+                f"shape {list(v.shape)} of the programs' {where}"
+                + (", after the particle dimension" if v.shape != shape else "")
+                + f". If {site.name!r} is your data, pass it with dgm.sample({site.name!r}, ..., "
+                f"obs={value}); if it is a latent variable, the guide must sample it under the "
+                "same name"
+            )
+    return None
 
 
 def _weights_shape(sites: list[Site], num_particles: int, batch_dims: int) -> torch.Size:

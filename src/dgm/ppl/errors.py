@@ -12,8 +12,18 @@ def _shape(shape: Iterable[int] | None) -> str:
 
 
 def site_table(sites: Iterable[Site]) -> str:
-    """Format sites as a fixed-width table: name, kind, value, batch and event shapes."""
-    rows = [("site", "kind", "value shape", "batch shape", "event shape", "distribution")]
+    """Format sites as a fixed-width table: name, kind, value, batch and event shapes.
+
+    When any site knows its program (``Site.program``: ``log_weights`` labels the guide's and
+    the model's), a first column says which program each row comes from (``-``: not known).
+    """
+    sites = list(sites)
+    labelled = any(s.program is not None for s in sites)
+    rows: list[tuple[str, ...]] = [
+        ("site", "kind", "value shape", "batch shape", "event shape", "distribution")
+    ]
+    if labelled:
+        rows[0] = ("program", *rows[0])
     for s in sites:
         kind = (
             "observed"
@@ -22,6 +32,7 @@ def site_table(sites: Iterable[Site]) -> str:
         )
         rows.append(
             (
+                *((s.program or "-",) if labelled else ()),
                 s.name,
                 kind,
                 _shape(None if s.value is None else s.value.shape),
@@ -41,11 +52,18 @@ def site_table(sites: Iterable[Site]) -> str:
 
 
 class ProgramError(RuntimeError):
-    """An error inside a model or guide, reported with the sites recorded so far."""
+    """An error inside a model or guide, reported with the sites recorded so far.
+
+    Attributes:
+        message: the message without the table.
+        sites: the sites the table lists (each marked with its program where known).
+        table: ``site_table(sites)``.
+    """
 
     def __init__(self, message: str, sites: Iterable[Site] = ()) -> None:
         self.message = message
-        self.table = site_table(sites)
+        self.sites = list(sites)
+        self.table = site_table(self.sites)
         super().__init__(f"{message}\nSites so far:\n{self.table}")
 
 
@@ -54,7 +72,15 @@ class DuplicateSiteError(ProgramError):
 
 
 class MissingSiteError(ProgramError):
-    """A model latent site has no value in the guide trace it replays."""
+    """A model latent site has no value in the guide trace it replays.
+
+    Attributes:
+        site: the site without a value (``None`` when not given).
+    """
+
+    def __init__(self, message: str, sites: Iterable[Site] = (), site: Site | None = None) -> None:
+        super().__init__(message, sites)
+        self.site = site
 
 
 class ShapeError(ProgramError):

@@ -33,10 +33,19 @@ _WRAPPED = (RuntimeError, ValueError, TypeError, IndexError)
 
 
 class Trace:
-    """The ordered record of a program's sample sites, by name."""
+    """The ordered record of a program's sample sites, by name.
 
-    def __init__(self) -> None:
+    Attributes:
+        program: the program's role (``"model"``, ``"guide"``), given to every site recorded
+            (``Site.program``) so that error tables say where each row comes from.
+        follows: the trace of the program run before this one (the guide's, for a model
+            replayed on it); errors inside this program list its sites first.
+    """
+
+    def __init__(self, program: str | None = None, follows: Trace | None = None) -> None:
         self.sites: dict[str, Site] = {}
+        self.program = program
+        self.follows = follows
 
     def __getitem__(self, name: str) -> Site:
         return self.sites[name]
@@ -75,8 +84,12 @@ class Trace:
         return total
 
     def table(self) -> str:
-        """The site table used in error messages."""
+        """The table of this trace's sites."""
         return site_table(self.sites.values())
+
+    def error_sites(self) -> list[Site]:
+        """What an error inside this program lists: the sites of the trace it follows, then its own."""
+        return [*(self.follows or ()), *self.sites.values()]
 
 
 class trace(Handler):
@@ -89,21 +102,29 @@ class trace(Handler):
         ...     z = dgm.sample("z", Normal(torch.zeros(3), 1.0))
         >>> tr["z"].value.shape
         torch.Size([3])
+
+    Args:
+        program: a label for the program (``"model"``, ``"guide"``) that its sites carry
+            (``Site.program``) and error tables show.
+        follows: the trace of a program run before this one, whose sites errors inside this
+            one list first (``log_weights`` gives the model's trace the guide's).
     """
 
-    def __init__(self) -> None:
-        self.trace = Trace()
+    def __init__(self, program: str | None = None, *, follows: Trace | None = None) -> None:
+        self.trace = Trace(program, follows)
 
     def __enter__(self) -> Trace:  # type: ignore[override]
         super().__enter__()
         return self.trace
 
     def postprocess(self, site: Site) -> None:
+        if self.trace.program is not None:  # postprocessed outermost first: the innermost wins
+            site.program = self.trace.program
         if site.name in self.trace.sites:
             raise DuplicateSiteError(
                 f"two sample sites are named {site.name!r}; site names must be unique within "
                 "one run of a program (use e.g. f'z_{i}' inside loops)",
-                self.trace,
+                [*self.trace.error_sites(), site],
             )
         self.trace.sites[site.name] = site
 
@@ -115,7 +136,7 @@ class trace(Handler):
     ) -> None:
         super().__exit__(exc_type, exc, tb)
         if exc is not None and isinstance(exc, _WRAPPED) and not isinstance(exc, ProgramError):
-            raise wrap_program_error(exc, self.trace) from exc
+            raise wrap_program_error(exc, self.trace.error_sites()) from exc
 
 
 class replay(Handler):
@@ -144,11 +165,15 @@ class replay(Handler):
             assert value is not None
             site.value = value.view_as(value) if self.alias else value
         elif self.strict:
-            raise MissingSiteError(
+            replayed = list(self.guide_trace)
+            sites = replayed + [s for s in _sites_so_far(site) if s not in replayed]
+            message = (
                 f"latent site {site.name!r} has no value in the replayed guide trace; the guide "
-                "must sample every latent site of the model, under the same name. Guide sites:",
-                self.guide_trace,
+                f"must sample every latent site of the model, under the same name. {_data_hint(site)}"
             )
+            if not any(s.program for s in sites):
+                message += " The table lists the replayed trace's sites, then this program's."
+            raise MissingSiteError(message, sites, site)
 
 
 class condition(Handler):
@@ -240,7 +265,7 @@ class particles(Handler):
                 f"{self.batch_dims} data-batch dimension(s) nor [num_particles={k}, batch]; "
                 "declare per-data-point dimensions as event dimensions with "
                 "torch.distributions.Independent(distribution, n)",
-                [*_active_trace_sites(), site],
+                _sites_so_far(site),
             )
 
 
@@ -352,10 +377,29 @@ def _names(names: Collection[str] | None, handler: str, arg: str) -> frozenset[s
     return frozenset(names)
 
 
-def _active_trace_sites() -> list[Site]:
+def _data_hint(site: Site) -> str:
+    """The advice for a latent site that may be data the program forgot to observe."""
+    value = site.name if site.name.isidentifier() else "data"
+    return (
+        f"If {site.name!r} is your data, pass it with dgm.sample({site.name!r}, ..., obs={value})."
+    )
+
+
+def _active_trace() -> Trace | None:
+    """The trace of the innermost active ``trace`` handler: the program running now."""
     from .runtime import _STACK
 
     for handler in reversed(_STACK):
         if isinstance(handler, trace):
-            return list(handler.trace)
-    return []
+            return handler.trace
+    return None
+
+
+def _sites_so_far(site: Site) -> list[Site]:
+    """What an error at ``site`` lists: the running program's error sites, then ``site``."""
+    running = _active_trace()
+    if running is None:
+        return [site]
+    if running.program is not None:
+        site.program = running.program
+    return [*running.error_sites(), site]

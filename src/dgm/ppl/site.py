@@ -30,6 +30,9 @@ class Site:
             or a tensor broadcastable with it (``[B]``, ``[K, B]``).
         mask: where ``False`` the log-density is exactly 0 (set by ``mask``; ``None``: kept
             everywhere), a bool or a boolean tensor broadcastable with it.
+        program: which program the site belongs to (``"model"``, ``"guide"``), set by a
+            ``trace(program=...)`` that records it (``log_weights`` labels its two traces);
+            error tables show it. ``None``: not known.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Site:
     infer: dict[str, Any] = field(default_factory=dict)
     scale: float | Tensor | None = None
     mask: bool | Tensor | None = None
+    program: str | None = None
     _unscaled_log_prob: Tensor | None = field(default=None, repr=False)
     _log_prob: Tensor | None = field(default=None, repr=False)
 

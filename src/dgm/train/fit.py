@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..inputs import Inputs, as_data, float_dtype
 from .distributed import SINGLE, World, wrap
 from .loop import FitResult, Schedule, run
 from .metrics_log import MetricsLog
 from .state import Stateless, TrainState
-from .step import Data, SurrogateStep
+from .step import CastStep, Step, SurrogateStep
 
 Objective = Callable[..., Tensor]
 
@@ -21,7 +22,7 @@ def fit(
     model: nn.Module,
     guide: nn.Module,
     objective: Objective,
-    data: Data,
+    data: Inputs,
     *,
     steps: int | None = None,
     epochs: float | None = None,
@@ -59,13 +60,21 @@ def fit(
         data: training data ``[N, ...]``; batches move to the model's device. A tuple of
             tensors is passed as positional arguments, a dict as keyword arguments
             (``objective(model, guide, *batch)`` / ``(**batch)``), each indexed alike.
+            Each tensor may be a numpy array (it becomes a tensor). Numpy floats, unsigned
+            integers (``uint8`` images, values kept) and bool data given alone reach the
+            objective in the floating dtype of the parameters (float32 by default), cast
+            batch by batch; signed integers (labels, indices), the bool masks of a tuple or
+            dict and torch floating tensors are passed unchanged. Lists, numpy arrays of
+            objects or strings, and 0-dimensional data are refused, saying what to pass
+            (``dgm.inputs`` has the rule).
         steps / epochs: the budget (exactly one; ``epochs`` may be fractional).
         batch_size: the global batch (split across processes under torchrun).
         lr: learning rate of the default optimizer (Adam over all parameters).
         optimizer: one optimizer or several (e.g. one for the model and one for the guide);
             all of them step after each backward pass.
         grad_clip: clip the global gradient norm to this value.
-        transform: applied to each batch (e.g. ``dgm.data.dynamic_binarize``); tensor data only.
+        transform: applied to each batch (e.g. ``dgm.data.dynamic_binarize``), after the
+            cast above; tensor data only.
         seed: seeds the data order (the programs' own draws use the global torch RNG).
         log_every: record the mean loss every this many steps.
         progress: a tqdm bar with the loss and examples/s.
@@ -81,7 +90,9 @@ def fit(
     Raises:
         NonFiniteLossError: the loss is NaN or infinite; nothing is updated on that step and
             the last good checkpoint is kept.
+        TypeError, ValueError: data that is not converted (see ``data``).
     """
+    tensors, cast = as_data(data, float_dtype(model, guide, objective), "fit")
     # an objective that is a module (NVIL's baseline network) trains along with the programs
     held = objective if isinstance(objective, nn.Module) else Stateless(objective)
     state = TrainState({"model": model, "guide": guide, "objective": held})
@@ -94,7 +105,12 @@ def fit(
         state.optimizers = list(optimizer)
     device = params[0].device if params else torch.device("cpu")
     programs = (wrap(model, world, device), wrap(guide, world, device))
-    step = SurrogateStep(objective, programs, state.optimizers, params, grad_clip)
+    step: Step = SurrogateStep(objective, programs, state.optimizers, params, grad_clip)
+    if cast is not None:  # cast batch by batch, on the device: uint8 data stays uint8
+        if isinstance(tensors, Tensor):
+            transform = cast.then(transform)
+        else:
+            step = CastStep(step, cast)
     schedule = Schedule(
         steps=steps,
         epochs=epochs,
@@ -109,7 +125,7 @@ def fit(
     return run(
         state,
         step,
-        data,
+        tensors,
         schedule,
         transform=transform,
         validate=validate,

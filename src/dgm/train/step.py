@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-Data = Tensor | tuple[Tensor, ...] | dict[str, Tensor]
+from ..inputs import Cast, Data
 
 
 class Step(Protocol):
@@ -169,8 +169,19 @@ class AlternatingStep:
         }
 
 
+class CastStep:
+    """A step that casts each batch before handing it to ``step`` (tuple and dict data)."""
+
+    def __init__(self, step: Step, cast: Cast) -> None:
+        self.step, self.cast, self.num_batches = step, cast, step.num_batches
+
+    def __call__(self, batches: Sequence[Data]) -> dict[str, Tensor]:
+        return self.step([self.cast(b) for b in batches])
+
+
 __all__ = [
     "AlternatingStep",
+    "CastStep",
     "Data",
     "NonFiniteLossError",
     "Step",
