@@ -168,3 +168,18 @@ def test_a_full_disk_gives_one_clear_line_and_no_partial_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     monkeypatch.undo()
     assert checkpoint.load(path)["step"] == 1
+
+
+def test_eval_reads_the_newest_checkpoint_it_can(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert train(out) == 0
+    (out / "checkpoints" / "best.pt").write_bytes(b"garbage")
+    assert main(["eval", str(out), "--num-particles", "3"]) == 0
+    assert "best.pt cannot be read; trying the next checkpoint" in capsys.readouterr().err
+    (out / "checkpoints" / "last.pt").write_bytes(b"")
+    assert main(["eval", str(out), "--num-particles", "3"]) == 0  # last.prev.pt
+    (out / "checkpoints" / "last.prev.pt").write_bytes(b"")
+    assert main(["eval", str(out), "--num-particles", "3"]) == 1
+    assert "dgm: error: the checkpoint" in capsys.readouterr().err

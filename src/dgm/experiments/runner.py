@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -154,19 +155,34 @@ def load_run(
     out = Path(run_dir)
     cfg = load_config(out, overrides)
     task = create(cfg)
-    path = out / "checkpoints" / f"{which}.pt"
-    if not path.is_file():
-        path = out / "checkpoints" / "last.pt"
     if device is None and cfg.train.device == "cuda" and not torch.cuda.is_available():
         device = "cpu"  # a run trained on a GPU is evaluated wherever it is
     dev = task.device() if device is None else distributed.local_device(device)
-    saved = checkpoint.load_latest(path, map_location=dev)[0]
+    saved = _readable_checkpoint(out / "checkpoints", which, dev)
     data = task.data()
     parts = task.build(data, training=False)
     load_parts(parts, saved)
     for part in parts.values():
         part.to(dev).eval()
     return cfg, task, parts, data
+
+
+def _readable_checkpoint(directory: Path, which: str, device: torch.device) -> dict[str, Any]:
+    """``which``.pt, else ``last.pt``, else ``last.prev.pt``: the first that can be read."""
+    candidates = [directory / f"{which}.pt", directory / "last.pt"]
+    readable = [p for p in dict.fromkeys(candidates) if p.is_file()]
+    failures = []
+    for path in readable[:-1]:
+        try:
+            return checkpoint.load(path, map_location=device)
+        except checkpoint.CheckpointError as err:
+            failures.append(str(err))
+            print(f"dgm: {path} cannot be read; trying the next checkpoint", file=sys.stderr)
+    last = readable[-1] if readable else directory / "last.pt"
+    try:
+        return checkpoint.load_latest(last, map_location=device)[0]
+    except checkpoint.CheckpointError as err:
+        raise checkpoint.CheckpointError("; ".join([*failures, str(err)])) from None
 
 
 def evaluate(
