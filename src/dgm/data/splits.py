@@ -2,7 +2,9 @@
 
 ``DATASETS`` maps a name to a loader ``load(data_dir=..., seed=..., train_points=...,
 valid_points=..., test_points=..., binarize=...) -> Splits``; its capabilities say what a
-configuration can know without loading anything: ``shape`` (one data point's image shape),
+configuration can know without loading anything: ``kind`` (``"image"`` or ``"points"``),
+``shape`` (one data point's shape), ``levels`` (how many intensity levels an image has:
+256 for 8-bit, 17 for the 4-bit 8x8 digits, 2 for binary; ``None`` for continuous points),
 ``binarize`` (whether the ``binarize`` option applies) and ``train_size`` (the points of the
 full training split; ``train_points`` takes fewer).
 """
@@ -21,6 +23,7 @@ from ..registry import Registry
 from .binarized import binarized_mnist
 from .dsprites import FACTOR_NAMES, dsprites
 from .idx import dynamic_binarize, fashion_mnist, mnist
+from .toy2d import TOY_DENSITIES, toy2d
 
 BINARIZE = ("dynamic", "threshold")  # how grayscale images become binary (see ``_idx``)
 
@@ -129,12 +132,53 @@ def _idx(loader: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., Splits]:
     return load
 
 
+def _digits(
+    *, seed: int, train_points: int | None, valid_points: int, test_points: int, **_: Any
+) -> Splits:
+    """scikit-learn's 8x8 digits (1797, intensities 0..16), split by a seeded permutation."""
+    from sklearn.datasets import load_digits  # imported when used: it is slow to import
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images.reshape(len(bunch.images), -1)).float() / 16
+    y = torch.from_numpy(bunch.target).long()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    x, y = x[order], y[order]
+    v, t = valid_points, test_points
+    if v + t >= len(x):
+        raise ValueError(
+            f"the 8x8 digits have {len(x)} images: data.valid_points + data.test_points "
+            f"({v} + {t}) leave none to train on"
+        )
+    parts = {"valid": slice(0, v), "test": slice(v, v + t), "train": slice(v + t, None)}
+    train = x[parts["train"]][:train_points]
+    labels = {k: y[s] for k, s in parts.items()}
+    labels["train"] = labels["train"][:train_points]
+    return Splits(train, x[parts["valid"]], x[parts["test"]], (8, 8), side={"labels": labels})
+
+
+def _toy(name: str) -> Callable[..., Splits]:
+    def load(
+        *, seed: int, train_points: int | None, valid_points: int, test_points: int, **_: Any
+    ) -> Splits:
+        # three independent streams: the splits never share points
+        return Splits(
+            toy2d(name, train_points or 50000, seed),
+            toy2d(name, valid_points, seed + 1_000_003),
+            toy2d(name, test_points, seed + 2_000_006),
+            (2,),
+        )
+
+    return load
+
+
 DATASETS: Registry[Splits] = Registry("data set")
 DATASETS.add(
     "binarized_mnist",
     _binarized_mnist,
     "statically binarized MNIST (Larochelle & Murray 2011), 50000 / 10000 / 10000",
+    kind="image",
     shape=(28, 28),
+    levels=2,
     binarize=False,
     train_size=50000,
 )
@@ -142,7 +186,9 @@ DATASETS.add(
     "mnist",
     _idx(mnist),
     "MNIST in [0, 1] (binarize: dynamic or threshold), with labels",
+    kind="image",
     shape=(28, 28),
+    levels=256,
     binarize=True,
     train_size=50000,
 )
@@ -150,7 +196,9 @@ DATASETS.add(
     "fashion_mnist",
     _idx(fashion_mnist),
     "Fashion-MNIST in [0, 1] (binarize: dynamic or threshold), with labels",
+    kind="image",
     shape=(28, 28),
+    levels=256,
     binarize=True,
     train_size=50000,
 )
@@ -158,9 +206,32 @@ DATASETS.add(
     "dsprites",
     _dsprites,
     "dSprites generated procedurally (no download), with its five factors",
+    kind="image",
     shape=(64, 64),
+    levels=2,
     binarize=False,
     train_size=50000,  # generated: train_points of the grid (default 50000)
 )
+DATASETS.add(
+    "digits",
+    _digits,
+    "scikit-learn's 8x8 digits (1797 images, 17 intensity levels), with labels",
+    kind="image",
+    shape=(8, 8),
+    levels=17,
+    binarize=False,
+    train_size=1257,  # 1797 less the default 180 + 360 held out
+)
+for _name in TOY_DENSITIES:
+    DATASETS.add(
+        _name,
+        _toy(_name),
+        f"the 2-D toy density {_name!r} (FFJORD's), generated",
+        kind="points",
+        shape=(2,),
+        levels=None,
+        binarize=False,
+        train_size=50000,
+    )
 
 __all__ = ["BINARIZE", "DATASETS", "Splits"]

@@ -62,6 +62,12 @@ TASKS.add(
     "a learned proposal for polynomial regression against prior sampling and MH",
     legacy_model="polyreg",
 )
+TASKS.add(
+    "flow",
+    _lazy("dgm.experiments.tasks.flow:FlowTask"),
+    "normalizing flows as density models: RealNVP, Glow, MAF, NSF, with honest bits/dim",
+    legacy_model=None,
+)
 DEFAULT_TASK = "vae"  # what a file without `task:` (the format before tasks) is
 
 
@@ -93,7 +99,7 @@ def upgrade(raw: dict[str, Any], resolved: bool = False) -> dict[str, Any]:
     raw = copy.deepcopy(raw)
     model = raw.get("model")
     old = model.pop("name", None) if isinstance(model, dict) else None
-    legacy = {TASKS[n].legacy_model: n for n in TASKS}
+    legacy = {TASKS[n].legacy_model: n for n in TASKS if TASKS[n].legacy_model}
     if old is None:
         name = DEFAULT_TASK
     elif old in legacy:

@@ -1,5 +1,6 @@
-"""Evaluation metrics: log-likelihood, active units, ELBO terms, and estimator diagnostics."""
+"""Evaluation metrics: log-likelihood, bits/dim, active units, ELBO terms, and estimator diagnostics."""
 
+from .bits import bits_per_dim, negative_log_likelihood
 from .diagnostics import GradientStats, effective_sample_size, gradient_stats
 from .latent import ELBOTerms, active_units, activity, elbo_terms, posterior_means
 from .log_likelihood import log_likelihood
@@ -9,9 +10,11 @@ __all__ = [
     "GradientStats",
     "active_units",
     "activity",
+    "bits_per_dim",
     "effective_sample_size",
     "elbo_terms",
     "gradient_stats",
     "log_likelihood",
+    "negative_log_likelihood",
     "posterior_means",
 ]

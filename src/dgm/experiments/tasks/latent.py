@@ -52,7 +52,7 @@ from ..task import Parts, Picture, Task, Wrap
 class ImageDataConfig:
     """Which data set (``dgm.data.DATASETS``), how much of it, and how to binarize."""
 
-    name: str = choice(DATASETS)
+    name: str = choice(lambda: DATASETS.names(kind="image"))
     data_dir: str | None = None
     train_points: int | None = at_least(1, None)  # a subset of the training set (None: all)
     valid_points: int = at_least(1, 1000)

@@ -1,0 +1,325 @@
+"""Normalizing flows as density models: exact log-likelihood by the change of variables.
+
+    log p(x) = log N(z; 0, I) + log|det dz/dy| + log_term(x),   z = f(y),   y = pre(x)
+
+``pre`` is the preprocessing chain (dequantization of integer images, the logit transform),
+each step contributing its own term, so that ``log_prob`` of an integer image is a lower
+bound on its discrete log-probability and bits per dimension are honest
+(``dgm.metrics.bits_per_dim``). ``f`` is any bijection whose ``call_and_ladj`` maps data to
+noise (the scoring direction of the density-model layers of ``dgm.flows``; ``Inverse``
+turns a sampling-direction flow such as ``MAF`` around). Multi-scale image flows factor out
+half of the channels after each level and score them with a learned Gaussian conditioned on
+the other half (Glow): ``MultiScale``.
+
+References:
+    Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP", 2017.
+    Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", 2018.
+    Papamakarios, Pavlakou & Murray, "Masked Autoregressive Flow for Density Estimation", 2017.
+    Durkan, Bekasov, Murray & Papamakarios, "Neural Spline Flows", 2019.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..flows import MAF, Bijection, Compose, Permute
+from ..flows.actnorm import ActNorm
+from ..flows.conv1x1 import InvertibleConv1x1
+from ..flows.coupling import AffineCoupling
+from ..flows.spline import AutoregressiveSpline, SplineCoupling
+from ..flows.squeeze import Squeeze
+from ..registry import Registry
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def standard_normal_log_prob(z: Tensor, event_dims: int) -> Tensor:
+    """log N(z; 0, I) summed over the last ``event_dims`` dimensions."""
+    lp = -0.5 * (z.pow(2) + LOG_2PI)
+    return lp.flatten(-event_dims).sum(-1) if event_dims else lp
+
+
+class Inverse(Bijection):
+    """A bijection with its directions swapped (``MAF``'s one-pass direction scores data)."""
+
+    def __init__(self, bijection: Bijection) -> None:
+        super().__init__()
+        self.bijection = bijection
+        self.event_dims = getattr(bijection, "event_dims", 1)
+
+    def call_and_ladj(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.bijection.inverse_and_ladj(x, context)
+
+    def inverse_and_ladj(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.bijection.call_and_ladj(y, context)
+
+
+class Density(nn.Module):
+    """A density over an event: ``log_prob(y) -> [B]`` and ``sample(n, temperature)``."""
+
+    def log_prob(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        raise NotImplementedError
+
+
+class GaussianFlow(Density):
+    """z = f(y) ~ N(0, I) over an event of shape ``event_shape``: ``log_prob`` and ``sample``."""
+
+    def __init__(self, flow: Bijection, event_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.flow, self.event_shape = flow, tuple(event_shape)
+
+    def log_prob(self, y: Tensor) -> Tensor:
+        z, ladj = self.flow.call_and_ladj(y)
+        return standard_normal_log_prob(z, len(self.event_shape)) + ladj
+
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        ref = next(iter(self.parameters()), torch.zeros(()))
+        z = temperature * torch.randn(n, *self.event_shape, device=ref.device, dtype=ref.dtype)
+        return self.flow.inverse(z)
+
+
+class FlowDensity(nn.Module):
+    """A flow density with its preprocessing: ``log_prob(x)`` is a bound on log P(x) for
+    integer images (with dequantization) and a density for continuous data (without).
+
+    Args:
+        core: ``GaussianFlow`` or ``MultiScale``: ``log_prob(y)`` and ``sample(n, temperature)``.
+        preprocess: layers ``x -> (y, log_term)`` applied in order (dequantization first, then
+            the logit transform); each must have ``inverse`` for samples to be shown as data.
+    """
+
+    def __init__(self, core: Density, preprocess: Sequence[nn.Module] = ()) -> None:
+        super().__init__()
+        self.core: Density = core
+        self.preprocess = nn.ModuleList(preprocess)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) (one fresh dequantization draw per call), shape ``[B]``."""
+        total: Tensor | None = None
+        y = x
+        for layer in self.preprocess:
+            y, term = layer.call_and_ladj(y) if isinstance(layer, Bijection) else layer(y)
+            total = term if total is None else total + term
+        lp = self.core.log_prob(y)
+        return lp if total is None else lp + total
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.log_prob(x)
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """``n`` samples on the continuous scale the flow sees after dequantization: bijective
+        preprocessing (the logit) is undone; dequantized values stay in [0, 1)."""
+        y = self.core.sample(n, temperature)
+        for layer in reversed(self.preprocess):
+            if isinstance(layer, Bijection):
+                y = layer.inverse(y)
+        return y
+
+
+class MultiScale(Density):
+    """A multi-scale image flow: L levels, each a bijection on ``[C, H, W]`` (with a squeeze),
+    after all but the last of which half of the channels are factored out and scored by a
+    Gaussian whose mean and log-scale a zero-initialised convolution computes from the
+    other half (Glow, Sec. 3; RealNVP factors out with a standard normal).
+
+    Args:
+        levels: one bijection per level (``event_dims`` 3), in scoring order.
+        shapes: the ``[C, H, W]`` each level outputs (before its split).
+    """
+
+    def __init__(self, levels: Sequence[Bijection], shapes: Sequence[tuple[int, int, int]]) -> None:
+        super().__init__()
+        if len(levels) != len(shapes) or not levels:
+            raise ValueError("MultiScale needs one output shape per level, and a level")
+        self.levels = nn.ModuleList(levels)
+        self.shapes = [tuple(s) for s in shapes]
+        self.priors = nn.ModuleList()
+        for c, _, _ in self.shapes[:-1]:
+            if c % 2:
+                raise ValueError(f"a level's output of {c} channels cannot be split in half")
+            conv = nn.Conv2d(c - c // 2, 2 * (c // 2), 3, padding=1)
+            nn.init.zeros_(conv.weight)
+            assert conv.bias is not None
+            nn.init.zeros_(conv.bias)
+            self.priors.append(conv)
+        c, h, w = self.shapes[-1]
+        self.top_shape = (c, h, w)
+
+    def log_prob(self, y: Tensor) -> Tensor:
+        total: Tensor | None = None
+        h = y
+        for i, level in enumerate(self.levels):
+            assert isinstance(level, Bijection)
+            h, ladj = level.call_and_ladj(h)
+            total = ladj if total is None else total + ladj
+            if i < len(self.priors):
+                z, h = h.chunk(2, dim=-3)
+                loc, log_scale = self.priors[i](h).chunk(2, dim=-3)
+                eps = (z - loc) * torch.exp(-log_scale)
+                total = total + standard_normal_log_prob(eps, 3) - log_scale.flatten(-3).sum(-1)
+        assert total is not None
+        return total + standard_normal_log_prob(h, 3)
+
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        ref = next(iter(self.parameters()))
+        h = temperature * torch.randn(n, *self.top_shape, device=ref.device, dtype=ref.dtype)
+        for i in reversed(range(len(self.levels))):
+            if i < len(self.priors):
+                loc, log_scale = self.priors[i](h).chunk(2, dim=-3)
+                z = loc + temperature * torch.exp(log_scale) * torch.randn_like(loc)
+                h = torch.cat([z, h], dim=-3)
+            level = self.levels[i]
+            assert isinstance(level, Bijection)
+            h = level.inverse(h)
+        return h
+
+
+def _vector_steps(kind: str, dim: int, steps: int, hidden: Sequence[int], bins: int) -> Bijection:
+    parts: list[Bijection] = []
+    for i in range(steps):
+        if kind == "realnvp":
+            parts += [
+                ActNorm(dim, event_dims=1),
+                AffineCoupling(dim, "half", flip=i % 2 == 1, hidden=hidden[0], depth=len(hidden)),
+            ]
+        elif kind == "maf":
+            parts += [Inverse(MAF(dim, tuple(hidden))), Permute(dim)]
+        elif kind == "nsf-ar":
+            parts += [AutoregressiveSpline(dim, tuple(hidden), bins), Permute(dim)]
+        else:  # nsf
+            parts += [SplineCoupling(dim, tuple(hidden), bins, flip=i % 2 == 1)]
+    return Compose(parts)
+
+
+def _image_levels(
+    kind: str, shape: tuple[int, int, int], levels: int, steps: int, hidden: int
+) -> MultiScale:
+    c, h, w = shape
+    blocks: list[Bijection] = []
+    shapes: list[tuple[int, int, int]] = []
+    for level in range(levels):
+        if h % 2 or w % 2:
+            raise ValueError(
+                f"{kind}: level {level + 1} of {levels} squeezes a [{c}, {h}, {w}] image, whose "
+                "height and width must be even; use fewer model.levels"
+            )
+        parts: list[Bijection] = []
+        if kind == "realnvp":  # checkerboard couplings, squeeze, channel couplings (Sec. 3.6)
+            parts += [
+                AffineCoupling(c, "checkerboard", flip=i % 2 == 1, hidden=hidden)
+                for i in range(steps)
+            ]
+            parts.append(Squeeze())
+            c, h, w = 4 * c, h // 2, w // 2
+            parts += [
+                AffineCoupling(c, "channel", flip=i % 2 == 1, hidden=hidden) for i in range(steps)
+            ]
+        else:  # glow: squeeze, then K steps of ActNorm, 1x1 convolution, affine coupling
+            parts.append(Squeeze())
+            c, h, w = 4 * c, h // 2, w // 2
+            for i in range(steps):
+                parts += [
+                    ActNorm(c),
+                    InvertibleConv1x1(c),
+                    AffineCoupling(c, "channel", flip=i % 2 == 1, hidden=hidden),
+                ]
+        blocks.append(Compose(parts))
+        shapes.append((c, h, w))
+        if level < levels - 1:
+            c -= c // 2
+    return MultiScale(blocks, shapes)
+
+
+def build_flow(
+    family: str,
+    event_shape: Sequence[int],
+    *,
+    steps: int = 4,
+    hidden: Sequence[int] = (64, 64),
+    levels: int = 2,
+    bins: int = 8,
+) -> Density:
+    """The core density (``GaussianFlow`` or ``MultiScale``) that ``FLOWS[family]`` names."""
+    return FLOWS.build(
+        family, tuple(event_shape), steps=steps, hidden=tuple(hidden), levels=levels, bins=bins
+    )
+
+
+def _vector(kind: str):
+    def build(
+        event_shape: tuple[int, ...], *, steps: int, hidden: tuple[int, ...], bins: int, **_: object
+    ) -> Density:
+        dim = math.prod(event_shape)
+        return GaussianFlow(_vector_steps(kind, dim, steps, hidden, bins), (dim,))
+
+    return build
+
+
+def _image(kind: str):
+    def build(
+        event_shape: tuple[int, ...],
+        *,
+        steps: int,
+        hidden: tuple[int, ...],
+        levels: int,
+        **_: object,
+    ) -> nn.Module:
+        if len(event_shape) != 3:
+            raise ValueError(
+                f"{kind} is an image flow: it needs [C, H, W] data, got points of shape "
+                f"{list(event_shape)}; use realnvp, maf or nsf for vectors"
+            )
+        c, h, w = event_shape
+        return _image_levels(kind, (c, h, w), levels, steps, hidden[0])
+
+    return build
+
+
+FLOWS: Registry[Density] = Registry("flow")
+FLOWS.add(
+    "realnvp",
+    _vector("realnvp"),
+    "RealNVP affine couplings (with ActNorm) on vectors",
+    data="vector",
+)
+FLOWS.add("maf", _vector("maf"), "masked autoregressive flow, density in one pass", data="vector")
+FLOWS.add(
+    "nsf", _vector("nsf"), "neural spline flow: rational-quadratic spline couplings", data="vector"
+)
+FLOWS.add(
+    "nsf-ar",
+    _vector("nsf-ar"),
+    "autoregressive neural spline flow: density in one pass, sampling in D",
+    data="vector",
+)
+FLOWS.add(
+    "realnvp-image",
+    _image("realnvp"),
+    "multi-scale RealNVP: checkerboard and channel couplings",
+    data="image",
+)
+FLOWS.add(
+    "glow",
+    _image("glow"),
+    "Glow: ActNorm, invertible 1x1 convolutions, affine couplings",
+    data="image",
+)
+
+__all__ = [
+    "FLOWS",
+    "Density",
+    "FlowDensity",
+    "GaussianFlow",
+    "Inverse",
+    "MultiScale",
+    "build_flow",
+    "standard_normal_log_prob",
+]

@@ -1,0 +1,81 @@
+"""The flow task: a model with no guide, trained by maximum likelihood, checked before training."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgm.experiments import ConfigError, load
+from dgm.experiments.runner import create
+from dgm.train import TrainState, run
+
+
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+def test_a_flow_trained_briefly_lowers_its_test_nll() -> None:
+    torch.manual_seed(0)
+    cfg = load(
+        "flow-moons",
+        [
+            "data.train_points=4096",
+            "data.test_points=1000",
+            "model.steps=4",
+            "model.hidden=[32, 32]",
+        ],
+    )
+    task = create(cfg)
+    data = task.data()
+    parts = task.build(data)
+    before = task.evaluate(parts, data)["test_nll"]
+    optimizers = task.optimizers(parts)
+    step = task.step(parts, optimizers, lambda m: m)
+    schedule = cfg.train.schedule()
+    schedule.steps, schedule.batch_size = 300, 256
+    run(TrainState(parts, optimizers), step, data.train, schedule)
+    after = task.evaluate(parts, data)["test_nll"]
+    assert after < before - 0.5, (before, after)
+    # and it has learned more than any Gaussian can: the best one, fitted to the training set
+    x = data.train
+    gaussian = torch.distributions.MultivariateNormal(x.mean(0), torch.cov(x.T))
+    best_gaussian = -gaussian.log_prob(data.test).mean().item()
+    assert after < best_gaussian - 0.2, (after, best_gaussian)
+
+
+def test_image_data_are_scored_in_their_integer_levels() -> None:
+    cfg = load("flow-digits-glow", smoke=True)
+    data = create(cfg).data()
+    assert data.train.shape[1:] == (1, 8, 8)
+    assert torch.equal(data.train, data.train.round()) and data.train.max() == 16
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        (
+            "flow-moons",
+            ["model.family=glow"],
+            r"model.family=glow is an image flow; data.name=moons",
+        ),
+        (
+            "flow-digits-glow",
+            ["model.levels=4"],
+            r"model: glow: level 4 of 4 squeezes a \[8, 1, 1\]",
+        ),
+        ("flow-digits-glow", ["model.logit_alpha=0.5"], r"model.logit_alpha must be in \(0, 0.5\)"),
+        ("flow-moons", ["model.family=flowww"], r"model.family: 'flowww' is not one of realnvp"),
+        (
+            "flow-moons",
+            ["objective.name=iwae"],
+            r"objective.name is a setting of task 'vae' and 'sbn', not of task 'flow'",
+        ),
+        ("flow-digits-glow", ["train.batch_size=2000"], r"larger than the training set \(1257"),
+    ],
+)
+def test_bad_flow_settings_fail_before_training(
+    name: str, overrides: list[str], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(name, overrides)
