@@ -37,7 +37,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_every_registered_task_names_its_configuration() -> None:
-    assert set(TASKS) == {"vae", "sbn", "inference-compilation"}
+    assert set(TASKS) == {"vae", "sbn", "inference-compilation", "flow"}
     for name in TASKS:
         cls = task_class(name)
         assert issubclass(cls, Task) and cls.name == name
@@ -65,7 +65,7 @@ def test_an_unknown_task_names_the_file_and_the_choices(tmp_path: Path) -> None:
         load_config(path)
     msg = str(info.value)
     assert str(path) in msg and "task: unknown task 'sbm'" in msg
-    assert "Did you mean 'sbn'?" in msg and "vae, sbn, inference-compilation" in msg
+    assert "Did you mean 'sbn'?" in msg and "vae, sbn, inference-compilation, flow" in msg
     number = write(tmp_path / "number.yaml", "task: 3\n")
     with pytest.raises(ConfigError, match=r"number.yaml: task: expected a task name, got 3"):
         load_config(number)
