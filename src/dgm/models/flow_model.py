@@ -192,10 +192,14 @@ def _vector_steps(kind: str, dim: int, steps: int, hidden: Sequence[int], bins: 
             ]
         elif kind == "maf":
             parts += [Inverse(MAF(dim, tuple(hidden))), Permute(dim)]
-        elif kind == "nsf-ar":
-            parts += [AutoregressiveSpline(dim, tuple(hidden), bins), Permute(dim)]
+        elif kind == "nsf-ar":  # ActNorm first: the splines act on [-3, 3], the data need not
+            parts += [ActNorm(dim, event_dims=1), AutoregressiveSpline(dim, tuple(hidden), bins)]
+            parts.append(Permute(dim))
         else:  # nsf
-            parts += [SplineCoupling(dim, tuple(hidden), bins, flip=i % 2 == 1)]
+            parts += [
+                ActNorm(dim, event_dims=1),
+                SplineCoupling(dim, tuple(hidden), bins, flip=i % 2 == 1),
+            ]
     return Compose(parts)
 
 
@@ -292,7 +296,10 @@ FLOWS.add(
 )
 FLOWS.add("maf", _vector("maf"), "masked autoregressive flow, density in one pass", data="vector")
 FLOWS.add(
-    "nsf", _vector("nsf"), "neural spline flow: rational-quadratic spline couplings", data="vector"
+    "nsf",
+    _vector("nsf"),
+    "neural spline flow: rational-quadratic spline couplings (with ActNorm)",
+    data="vector",
 )
 FLOWS.add(
     "nsf-ar",
