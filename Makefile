@@ -26,7 +26,7 @@ test: lint
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(VENV)/bin/dgm train quickstart --out runs/quickstart
+	$(VENV)/bin/dgm train quickstart --out runs/quickstart --overwrite
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
