@@ -126,3 +126,26 @@ def test_image_flows_refuse_what_they_cannot_squeeze_or_score() -> None:
         build_flow("glow", (1, 6, 6), levels=2)
     with pytest.raises(ValueError, match=r"glow is an image flow: it needs \[C, H, W\] data"):
         build_flow("glow", (2,))
+
+
+@pytest.mark.parametrize("family", FLOWS.names(data="vector"))
+def test_a_conditional_flow_is_a_density_for_every_context(family: str) -> None:
+    torch.manual_seed(4)
+    core = build_flow(family, (2,), steps=2, hidden=(16,), bins=6, context_size=3)
+    core.log_prob(torch.randn(64, 2), torch.randn(64, 3))
+    randomize(core, 0.1)
+    g = torch.linspace(-16, 16, 641)  # a context can stretch a MAF's tails far
+    grid = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    densities = []
+    for c in (torch.zeros(3), torch.tensor([1.0, -0.5, 0.25])):
+        with torch.no_grad():
+            p = core.log_prob(grid, c.expand(len(grid), 3)).exp().reshape(641, 641)
+        mass = torch.trapezoid(torch.trapezoid(p, g, dim=1), g).item()
+        assert mass == pytest.approx(1.0, abs=0.01), family
+        densities.append(p)
+    assert (densities[0] - densities[1]).abs().max() > 1e-3  # the context matters
+    with torch.no_grad():
+        x = core.sample(5, context=torch.randn(5, 3))
+    assert x.shape == (5, 2)
+    with pytest.raises(ValueError, match="multi-scale image flows take no context"):
+        build_flow("glow", (1, 4, 4), context_size=3)

@@ -61,10 +61,10 @@ class Inverse(Bijection):
 class Density(nn.Module):
     """A density over an event: ``log_prob(y) -> [B]`` and ``sample(n, temperature)``."""
 
-    def log_prob(self, y: Tensor) -> Tensor:
+    def log_prob(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
 
@@ -75,14 +75,15 @@ class GaussianFlow(Density):
         super().__init__()
         self.flow, self.event_shape = flow, tuple(event_shape)
 
-    def log_prob(self, y: Tensor) -> Tensor:
-        z, ladj = self.flow.call_and_ladj(y)
+    def log_prob(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        z, ladj = self.flow.call_and_ladj(y, context)
         return standard_normal_log_prob(z, len(self.event_shape)) + ladj
 
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        """``n`` draws; with a context ``[n, C]`` (one per draw), from p(y | context)."""
         ref = next(iter(self.parameters()), torch.zeros(()))
         z = temperature * torch.randn(n, *self.event_shape, device=ref.device, dtype=ref.dtype)
-        return self.flow.inverse(z)
+        return self.flow.inverse(z, context)
 
 
 class FlowDensity(nn.Module):
@@ -100,24 +101,24 @@ class FlowDensity(nn.Module):
         self.core: Density = core
         self.preprocess = nn.ModuleList(preprocess)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) (one fresh dequantization draw per call), shape ``[B]``."""
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """log p(x) (or log p(x | context)), one fresh dequantization draw per call, ``[B]``."""
         total: Tensor | None = None
         y = x
         for layer in self.preprocess:
             y, term = layer.call_and_ladj(y) if isinstance(layer, Bijection) else layer(y)
             total = term if total is None else total + term
-        lp = self.core.log_prob(y)
+        lp = self.core.log_prob(y, context)
         return lp if total is None else lp + total
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.log_prob(x)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.log_prob(x, context)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
         """``n`` samples on the continuous scale the flow sees after dequantization: bijective
         preprocessing (the logit) is undone; dequantized values stay in [0, 1)."""
-        y = self.core.sample(n, temperature)
+        y = self.core.sample(n, temperature, context)
         for layer in reversed(self.preprocess):
             if isinstance(layer, Bijection):
                 y = layer.inverse(y)
@@ -153,7 +154,8 @@ class MultiScale(Density):
         c, h, w = self.shapes[-1]
         self.top_shape = (c, h, w)
 
-    def log_prob(self, y: Tensor) -> Tensor:
+    def log_prob(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        _no_context(context)
         total: Tensor | None = None
         h = y
         for i, level in enumerate(self.levels):
@@ -168,7 +170,8 @@ class MultiScale(Density):
         assert total is not None
         return total + standard_normal_log_prob(h, 3)
 
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        _no_context(context)
         ref = next(iter(self.parameters()))
         h = temperature * torch.randn(n, *self.top_shape, device=ref.device, dtype=ref.dtype)
         for i in reversed(range(len(self.levels))):
@@ -182,25 +185,37 @@ class MultiScale(Density):
         return h
 
 
-def _vector_steps(kind: str, dim: int, steps: int, hidden: Sequence[int], bins: int) -> Bijection:
+def _vector_steps(
+    kind: str, dim: int, steps: int, hidden: Sequence[int], bins: int, context: int | None
+) -> Bijection:
     parts: list[Bijection] = []
+    h = tuple(hidden)
     for i in range(steps):
+        flip = i % 2 == 1
         if kind == "realnvp":
-            parts += [
-                ActNorm(dim, event_dims=1),
-                AffineCoupling(dim, "half", flip=i % 2 == 1, hidden=hidden[0], depth=len(hidden)),
-            ]
+            parts.append(ActNorm(dim, event_dims=1))
+            parts.append(
+                AffineCoupling(
+                    dim, "half", flip=flip, hidden=h[0], depth=len(h), context_size=context
+                )
+            )
         elif kind == "maf":
-            parts += [Inverse(MAF(dim, tuple(hidden))), Permute(dim)]
+            parts += [Inverse(MAF(dim, h, context_size=context)), Permute(dim)]
         elif kind == "nsf-ar":  # ActNorm first: the splines act on [-3, 3], the data need not
-            parts += [ActNorm(dim, event_dims=1), AutoregressiveSpline(dim, tuple(hidden), bins)]
-            parts.append(Permute(dim))
+            parts.append(ActNorm(dim, event_dims=1))
+            parts += [AutoregressiveSpline(dim, h, bins, context_size=context), Permute(dim)]
         else:  # nsf
-            parts += [
-                ActNorm(dim, event_dims=1),
-                SplineCoupling(dim, tuple(hidden), bins, flip=i % 2 == 1),
-            ]
+            parts.append(ActNorm(dim, event_dims=1))
+            parts.append(SplineCoupling(dim, h, bins, flip=flip, context_size=context))
     return Compose(parts)
+
+
+def _no_context(context: Tensor | None) -> None:
+    if context is not None:
+        raise ValueError(
+            "the multi-scale image flows take no context; use a vector flow (realnvp, maf, "
+            "nsf, nsf-ar) with context_size= for a conditional density"
+        )
 
 
 def _image_levels(
@@ -250,19 +265,37 @@ def build_flow(
     hidden: Sequence[int] = (64, 64),
     levels: int = 2,
     bins: int = 8,
+    context_size: int | None = None,
 ) -> Density:
-    """The core density (``GaussianFlow`` or ``MultiScale``) that ``FLOWS[family]`` names."""
+    """The core density (``GaussianFlow`` or ``MultiScale``) that ``FLOWS[family]`` names.
+
+    With ``context_size`` (vector flows) the density is conditional, p(y | context): every
+    step's conditioner also sees a context ``[..., context_size]``, so the same flows serve as
+    priors or posteriors elsewhere (``log_prob(y, context)``, ``sample(n, context=...)``).
+    """
     return FLOWS.build(
-        family, tuple(event_shape), steps=steps, hidden=tuple(hidden), levels=levels, bins=bins
+        family,
+        tuple(event_shape),
+        steps=steps,
+        hidden=tuple(hidden),
+        levels=levels,
+        bins=bins,
+        context_size=context_size,
     )
 
 
 def _vector(kind: str):
     def build(
-        event_shape: tuple[int, ...], *, steps: int, hidden: tuple[int, ...], bins: int, **_: object
+        event_shape: tuple[int, ...],
+        *,
+        steps: int,
+        hidden: tuple[int, ...],
+        bins: int,
+        context_size: int | None = None,
+        **_: object,
     ) -> Density:
         dim = math.prod(event_shape)
-        return GaussianFlow(_vector_steps(kind, dim, steps, hidden, bins), (dim,))
+        return GaussianFlow(_vector_steps(kind, dim, steps, hidden, bins, context_size), (dim,))
 
     return build
 
@@ -274,8 +307,11 @@ def _image(kind: str):
         steps: int,
         hidden: tuple[int, ...],
         levels: int,
+        context_size: int | None = None,
         **_: object,
-    ) -> nn.Module:
+    ) -> Density:
+        if context_size is not None:
+            _no_context(torch.zeros(()))
         if len(event_shape) != 3:
             raise ValueError(
                 f"{kind} is an image flow: it needs [C, H, W] data, got points of shape "

@@ -275,11 +275,11 @@ class _Flattened(Density):
         super().__init__()
         self.core, self.shape = core, shape
 
-    def log_prob(self, y: Tensor) -> Tensor:
-        return self.core.log_prob(y.flatten(-len(self.shape)))
+    def log_prob(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.core.log_prob(y.flatten(-len(self.shape)), context)
 
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        return self.core.sample(n, temperature).reshape(n, *self.shape)
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        return self.core.sample(n, temperature, context).reshape(n, *self.shape)
 
 
 def _log_prob(model: nn.Module, x: Tensor) -> Tensor:
