@@ -56,10 +56,9 @@ def train(
     if int(os.environ.get("RANK", "0")) == 0:  # before the process group: others wait there
         rundir.prepare(out, resume, overwrite)
         if resume:
-            if not (out / "checkpoints" / "last.pt").is_file():
-                raise FileNotFoundError(
-                    f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist"
-                )
+            last = out / "checkpoints" / "last.pt"
+            if not (last.is_file() or checkpoint.previous(last).is_file()):
+                raise FileNotFoundError(f"cannot resume: {last} does not exist")
             changes = rundir.changes_on_resume(load_config(out), cfg)
     device = task.device()
     world = distributed.init(device)
