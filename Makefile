@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/step_time.py
 	$(PY) benchmarks/rws_step_time.py
 	$(PY) benchmarks/loglik_cost.py
+	$(PY) benchmarks/flow_step_time.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
