@@ -460,3 +460,14 @@ def test_real_data_is_verified_once_per_process() -> None:
     assert {k[1] for k in bm._VERIFIED if k[0] == path} == set(SPLIT_SIZES)
     for s, n in SPLIT_SIZES.items():
         assert first[s].shape == (n, 784) and first[s].is_contiguous()
+
+
+def test_a_file_of_another_known_packaging_is_accepted_and_nothing_else(tmp_path: Path) -> None:
+    from dgm.data.files import CorruptDataError, RemoteFile, file_digest, verify
+
+    path = tmp_path / "f.gz"
+    path.write_bytes(b"the same data, packaged differently")
+    digest = file_digest(path, "md5")
+    verify(path, RemoteFile("f.gz", ("http://x/f.gz",), md5="0" * 32, also=(digest,)))
+    with pytest.raises(CorruptDataError, match="has md5"):
+        verify(path, RemoteFile("f.gz", ("http://x/f.gz",), md5="0" * 32, also=("1" * 32,)))

@@ -40,8 +40,17 @@ _FASHION_MD5 = {
     "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
 }
-# Where Debian's dataset-fashion-mnist package installs the files.
+# Where Debian's dataset-fashion-mnist package installs the files. Its version
+# 0.0~git20200523.55506a9-1 ships the published compressed streams with the gzip header's file
+# name stripped (reproducible builds): each file is exactly len(name) + 1 bytes shorter than the
+# published one, so its md5 differs; these are those files' md5 sums.
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+_FASHION_DEBIAN_MD5 = {
+    "train-images-idx3-ubyte.gz": "cf8536b0aa1a6ac5fa3f23001093305c",
+    "train-labels-idx1-ubyte.gz": "10bea18fdb374794d4bb42e356e600c9",
+    "t10k-images-idx3-ubyte.gz": "f78720b4224f21cce2f2ccf2d7a94c9a",
+    "t10k-labels-idx1-ubyte.gz": "0d30e22e447f3c33dab9ed536400ac01",
+}
 BINARIZE = (None, "dynamic", "threshold")
 
 
@@ -104,13 +113,22 @@ def _load(
     binarize: str | None,
     download: bool,
     generator: torch.Generator | None,
+    also: dict[str, str] | None = None,
 ) -> tuple[Tensor, Tensor]:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if binarize not in BINARIZE:
         raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
     prefix = "train" if split == "train" else "t10k"
-    remotes = {name: RemoteFile(name, tuple(u + name for u in urls), md5=md5[name]) for name in md5}
+    remotes = {
+        name: RemoteFile(
+            name,
+            tuple(u + name for u in urls),
+            md5=md5[name],
+            also=(also[name],) if also else (),
+        )
+        for name in md5
+    }
     paths = [
         find_or_download(
             remotes[f"{prefix}-{kind}"],
@@ -186,4 +204,5 @@ def fashion_mnist(
         binarize,
         download,
         generator,
+        _FASHION_DEBIAN_MD5,
     )
