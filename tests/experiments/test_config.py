@@ -5,7 +5,7 @@ import pytest
 from dgm import experiments
 from dgm.experiments import ConfigError, apply_override, load, valid_keys
 from dgm.experiments.registry import load_config
-from dgm.experiments.tasks.latent import ImageDataConfig
+from dgm.experiments.tasks.data import ImageDataConfig
 from dgm.experiments.tasks.vae import VAEConfig
 
 

@@ -183,3 +183,14 @@ def test_eval_reads_the_newest_checkpoint_it_can(
     (out / "checkpoints" / "last.prev.pt").write_bytes(b"")
     assert main(["eval", str(out), "--num-particles", "3"]) == 1
     assert "dgm: error: the checkpoint" in capsys.readouterr().err
+
+
+def test_resume_and_overwrite_together_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert train(out, flags=("--resume", "--overwrite")) == 2
+    assert "--resume continues the run in --out; --overwrite archives it: give one" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()

@@ -334,3 +334,12 @@ def test_valid_keys_are_per_task() -> None:
     assert "eval.reference_samples" in ic and "eval.reference_samples" not in vae
     assert "train.valid_particles" in vae and "train.valid_particles" not in ic
     assert parse({"task": "sbn", "data": {"name": "dsprites"}}, "x").task == "sbn"
+
+
+def test_a_checkpoint_without_a_part_the_task_needs_says_which() -> None:
+    from dgm.experiments.task import load_parts
+
+    parts = {"model": torch.nn.Linear(2, 2), "guide": torch.nn.Linear(2, 2)}
+    with pytest.raises(ValueError, match="the checkpoint has no entry for part 'guide'"):
+        load_parts(parts, {"model": parts["model"].state_dict()})
+    load_parts({"objective": torch.nn.Module()}, {})  # a part with no state needs no entry

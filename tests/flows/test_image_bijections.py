@@ -269,3 +269,12 @@ def test_bad_arguments_and_shapes_are_named() -> None:
         InvertibleConv1x1(3).call_and_ladj(torch.randn(2, 4, 4, 4))
     with pytest.raises(ValueError, match=re.escape("expects events [..., 3]")):
         ActNorm(3, event_dims=1).call_and_ladj(torch.randn(2, 4))
+
+
+def test_compose_refuses_parts_on_events_of_different_ranks() -> None:
+    from dgm.flows import ActNorm, Compose, Squeeze
+
+    with pytest.raises(
+        ValueError, match=r"same number of dimensions \(event_dims\), got ActNorm: 1, Squeeze: 3"
+    ):
+        Compose([ActNorm(4, event_dims=1), Squeeze()])

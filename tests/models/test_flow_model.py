@@ -149,3 +149,10 @@ def test_a_conditional_flow_is_a_density_for_every_context(family: str) -> None:
     assert x.shape == (5, 2)
     with pytest.raises(ValueError, match="multi-scale image flows take no context"):
         build_flow("glow", (1, 4, 4), context_size=3)
+
+
+def test_multi_scale_refuses_shapes_it_cannot_split() -> None:
+    with pytest.raises(ValueError, match="a level's output of 3 channels cannot be split in half"):
+        MultiScale([Compose([]), Compose([])], [(3, 2, 2), (3, 2, 2)])
+    with pytest.raises(ValueError, match="one output shape per level"):
+        MultiScale([Compose([])], [])

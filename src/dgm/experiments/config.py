@@ -80,6 +80,12 @@ def choice(options: Choices, default: Any = dataclasses.MISSING, resumable: bool
     return field(default=default, metadata={"choices": options, "resumable": resumable})
 
 
+def _bounded(meta: dict[str, Any], default: Any, factory: Callable[[], Any] | None) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 def at_least(
     minimum: float,
     default: Any = dataclasses.MISSING,
@@ -88,10 +94,7 @@ def at_least(
 ) -> Any:
     """A numeric field (or list of numbers) that must be ``>= minimum`` (``None`` passes);
     ``factory`` gives a list default."""
-    meta = {"min": minimum, "resumable": resumable}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+    return _bounded({"min": minimum, "resumable": resumable}, default, factory)
 
 
 def above(
@@ -102,10 +105,7 @@ def above(
 ) -> Any:
     """A numeric field (or list of numbers) that must be finite and ``> minimum`` (``None``
     passes)."""
-    meta = {"gt": minimum, "resumable": resumable}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+    return _bounded({"gt": minimum, "resumable": resumable}, default, factory)
 
 
 def resumable(default: Any = dataclasses.MISSING, factory: Callable[[], Any] | None = None) -> Any:

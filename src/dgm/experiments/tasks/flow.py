@@ -30,19 +30,9 @@ from ...report.figures import plt
 from ...train import Step, SurrogateStep
 from ..config import ConfigError, RunConfig, at_least, choice, config_errors, resumable
 from ..task import Parts, Picture, Task, Wrap
+from .data import DataConfig
 
 DEQUANTIZATIONS = ("uniform", "variational")
-
-
-@dataclass(kw_only=True)
-class FlowDataConfig:
-    """Which data set (``dgm.data.DATASETS``: images or 2-D points) and how much of it."""
-
-    name: str = choice(DATASETS)
-    data_dir: str | None = None
-    train_points: int | None = at_least(1, None)
-    valid_points: int = at_least(1, 1000)
-    test_points: int = at_least(1, 1000)
 
 
 @dataclass(kw_only=True)
@@ -72,7 +62,7 @@ class FlowConfig(RunConfig):
     """A flow density-model run."""
 
     task: str = "flow"
-    data: FlowDataConfig
+    data: DataConfig
     model: FlowModelConfig = field(default_factory=FlowModelConfig)
     eval: FlowEvalConfig = resumable(factory=FlowEvalConfig)
 
@@ -120,15 +110,7 @@ class FlowTask(Task[FlowConfig]):
         return (1, *shape) if self._image else shape
 
     def data(self) -> Splits:
-        d = self.cfg.data
-        splits = DATASETS.build(
-            d.name,
-            data_dir=d.data_dir,
-            seed=self.cfg.train.seed,
-            train_points=d.train_points,
-            valid_points=d.valid_points,
-            test_points=d.test_points,
-        )
+        splits = self.cfg.data.load(self.cfg.train.seed)
         if self._image:  # back to the integer levels the images were stored as
             top = self._entry.levels - 1
             shape = self._event_shape()

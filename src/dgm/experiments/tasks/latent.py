@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from ...data import DATASETS, Splits
-from ...data.splits import BINARIZE
 from ...metrics import (
     active_units,
     effective_sample_size,
@@ -46,18 +45,7 @@ from ..config import (
     resumable,
 )
 from ..task import Parts, Picture, Task, Wrap
-
-
-@dataclass(kw_only=True)
-class ImageDataConfig:
-    """Which data set (``dgm.data.DATASETS``), how much of it, and how to binarize."""
-
-    name: str = choice(lambda: DATASETS.names(kind="image"))
-    data_dir: str | None = None
-    train_points: int | None = at_least(1, None)  # a subset of the training set (None: all)
-    valid_points: int = at_least(1, 1000)
-    test_points: int = at_least(1, 1000)
-    binarize: str | None = choice(BINARIZE, None)  # mnist / fashion_mnist only
+from .data import ImageDataConfig
 
 
 @dataclass(kw_only=True)
@@ -168,16 +156,7 @@ class LatentVariableTask(Task[C]):
                 task.objective(size)
 
     def data(self) -> Splits:
-        d = self.cfg.data
-        return DATASETS.build(
-            d.name,
-            data_dir=d.data_dir,
-            seed=self.cfg.train.seed,
-            train_points=d.train_points,
-            valid_points=d.valid_points,
-            test_points=d.test_points,
-            binarize=d.binarize,
-        )
+        return self.cfg.data.load(self.cfg.train.seed)
 
     def build(self, data: Splits, training: bool = True) -> Parts:
         model, guide = self.programs(data.data_size)
@@ -296,7 +275,6 @@ def _errors(cfg: LatentConfig, section: str) -> Iterator[None]:
 
 __all__ = [
     "EvalConfig",
-    "ImageDataConfig",
     "LatentConfig",
     "LatentTrainConfig",
     "LatentVariableTask",

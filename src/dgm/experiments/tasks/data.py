@@ -1,0 +1,51 @@
+"""The data section the tasks share: a data set of ``dgm.data.DATASETS`` and its split sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...data import DATASETS, Splits
+from ...data.splits import BINARIZE
+from ..config import at_least, choice
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Which data set (``dgm.data.DATASETS``), and how much of it."""
+
+    name: str = choice(DATASETS)
+    data_dir: str | None = None
+    train_points: int | None = at_least(1, None)  # a subset of the training set (None: all)
+    valid_points: int = at_least(1, 1000)
+    test_points: int = at_least(1, 1000)
+
+    def options(self) -> dict[str, Any]:
+        """The loader options beyond the split sizes (none here)."""
+        return {}
+
+    def load(self, seed: int) -> Splits:
+        """The splits this section describes (a data set's random choices follow ``seed``)."""
+        return DATASETS.build(
+            self.name,
+            data_dir=self.data_dir,
+            seed=seed,
+            train_points=self.train_points,
+            valid_points=self.valid_points,
+            test_points=self.test_points,
+            **self.options(),
+        )
+
+
+@dataclass(kw_only=True)
+class ImageDataConfig(DataConfig):
+    """An image data set, and how to binarize it."""
+
+    name: str = choice(lambda: DATASETS.names(kind="image"))
+    binarize: str | None = choice(BINARIZE, None)  # mnist / fashion_mnist only
+
+    def options(self) -> dict[str, Any]:
+        return {"binarize": self.binarize}
+
+
+__all__ = ["DataConfig", "ImageDataConfig"]
