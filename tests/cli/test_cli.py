@@ -45,6 +45,9 @@ def test_every_packaged_experiment_runs_end_to_end_at_smoke_size(
     elif cfg.task == "flow":  # images: samples at two temperatures; 2-D points: the density
         images = cfg.data.name == "digits"  # type: ignore[attr-defined]
         pictures = ("samples.png", "samples_t07.png") if images else ("density.png",)
+    elif cfg.task == "disentangle":
+        pictures = ("samples.png", "reconstructions.png", "traversals.png")
+        pictures += ("mutual_information.png",)  # dSprites has ground-truth factors
     else:
         pictures = ("samples.png", "reconstructions.png")
     listed = [p["file"] for p in json.loads((out / "pictures.json").read_text())]

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from dgm.data import dsprites
+from dgm.data import DATASETS, DSpritesFactors, FactorData, dsprites, sample_factors
 from dgm.data.dsprites import FACTOR_SIZES, NUM_IMAGES, factor_indices, factor_values, render
 
 
@@ -11,12 +11,10 @@ def test_factor_grid_matches_the_published_one() -> None:
     assert NUM_IMAGES == 3 * 6 * 40 * 32 * 32 == 737280
     v = factor_values()
     torch.testing.assert_close(v["scale"], torch.tensor([0.5, 0.6, 0.7, 0.8, 0.9, 1.0]))
-    assert (
-        len(v["orientation"]) == 40
-        and v["orientation"][0] == 0
-        and v["orientation"][-1] < 2 * math.pi
-    )
-    torch.testing.assert_close(v["orientation"][1], torch.tensor(2 * math.pi / 40))
+    # the published file's convention: linspace(0, 2 pi, 40), both endpoints included
+    assert len(v["orientation"]) == 40 and v["orientation"][0] == 0
+    torch.testing.assert_close(v["orientation"][-1], torch.tensor(2 * math.pi))
+    torch.testing.assert_close(v["orientation"][1], torch.tensor(2 * math.pi / 39))
     assert v["x"][0] == 0 and v["x"][-1] == 1 and len(v["y"]) == 32
     f = factor_indices(torch.tensor([0, NUM_IMAGES - 1, 1, 32, 1024 * 40]))
     assert f[0].tolist() == [0, 0, 0, 0, 0]
@@ -92,3 +90,56 @@ def test_full_set_has_every_image_once() -> None:
     assert f.shape == (NUM_IMAGES, 5)
     flat = (((f[:, 0] * 6 + f[:, 1]) * 40 + f[:, 2]) * 32 + f[:, 3]) * 32 + f[:, 4]
     assert torch.equal(flat, torch.arange(NUM_IMAGES))
+
+
+def test_orientations_zero_and_last_are_one_image() -> None:
+    # the published convention's consequence, for every shape (heart included)
+    for shape in range(3):
+        first = render(torch.tensor([[shape, 5, 0, 10, 20]]))
+        last = render(torch.tensor([[shape, 5, 39, 10, 20]]))
+        other = render(torch.tensor([[2, 5, 20, 10, 20]]))
+        assert torch.equal(first, last)
+    assert not torch.equal(render(torch.tensor([[2, 5, 0, 10, 20]])), other)
+
+
+def test_factor_data_renders_the_grid_at_either_size(tmp_path: Path) -> None:
+    small, full = DSpritesFactors(32), DSpritesFactors()
+    assert isinstance(small, FactorData) and small.image_shape == (32, 32)
+    f = sample_factors(full, 6, torch.Generator().manual_seed(0))
+    assert f.shape == (6, 5) and (f < torch.tensor(FACTOR_SIZES)).all()
+    images = full.render(f)
+    assert images.shape == (6, 4096)
+    torch.testing.assert_close(images, render(f).reshape(6, -1).float())
+    coarse = small.render(f).reshape(6, 32, 32)
+    # the 32x32 rendering is the 64x64 one seen at half resolution (up to edge pixels)
+    pooled = images.reshape(6, 32, 2, 32, 2).mean((2, 4))
+    assert ((pooled - coarse).abs() > 0.5).float().mean() < 0.02
+    cached = dsprites(40, seed=1, directory=tmp_path, size=32)
+    assert cached.images.shape == (40, 1024)
+    again = dsprites(40, seed=1, directory=tmp_path, size=32)
+    assert torch.equal(again.images, small.render(cached.factors))
+    for bad in (torch.tensor([[3, 0, 0, 0, 0]]), torch.zeros(2, 4, dtype=torch.long)):
+        try:
+            full.render(bad)
+        except ValueError as e:
+            assert "dSprites factor" in str(e)
+        else:
+            raise AssertionError("bad factors rendered")
+
+
+def test_dsprites_splits_carry_their_factor_data() -> None:
+    assert DATASETS.names(factors=True) == ["dsprites", "dsprites32"]
+    splits = DATASETS.build(
+        "dsprites32", seed=0, train_points=30, valid_points=5, test_points=5, data_dir=None
+    )
+    assert splits.train.shape == (30, 1024) and splits.image_shape == (32, 32)
+    data = splits.info["factor_data"]
+    indices = splits.side["factor_indices"]["train"]
+    assert torch.equal(data.render(indices), splits.train)
+    # the splits are random draws from the grid, not its first images (all squares)
+    big = DATASETS.build(
+        "dsprites32", seed=0, train_points=300, valid_points=100, test_points=100, data_dir=None
+    )
+    for split in ("train", "valid", "test"):
+        shapes = big.side["factor_indices"][split][:, 0]
+        assert set(shapes.tolist()) == {0, 1, 2}, split

@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the config's eval.num_particles)",
     )
     e.add_argument(
+        "--metrics",
+        metavar="NAMES",
+        help="comma-separated metrics to compute, i.e. --set eval.metrics=[NAMES], for a task "
+        "that has eval.metrics (a bad name fails with the task's choices)",
+    )
+    e.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -192,6 +198,9 @@ def _run(args: argparse.Namespace) -> int:
         overrides = list(args.overrides)
         if args.num_particles is not None:
             overrides.append(f"eval.num_particles={args.num_particles}")
+        if args.metrics is not None:
+            names = [n.strip() for n in args.metrics.split(",") if n.strip()]
+            overrides.append(f"eval.metrics=[{', '.join(names)}]")
         runner.load_config(args.run_dir)  # a clear message for a directory that is not a run
         with RunLock(args.run_dir):
             _print_metrics(runner.evaluate(args.run_dir, overrides))

@@ -1,7 +1,8 @@
 """Data sets: loaders with local directories, checksums and downloads."""
 
 from .binarized import binarized_mnist, read_amat
-from .dsprites import DSprites, dsprites
+from .dsprites import DSprites, DSpritesFactors, dsprites
+from .factors import FactorData, require_factors, sample_factors
 from .files import (
     ENV_VAR,
     ChecksumError,
@@ -20,7 +21,9 @@ __all__ = [
     "ChecksumError",
     "CorruptDataError",
     "DSprites",
+    "DSpritesFactors",
     "DataNotFoundError",
+    "FactorData",
     "RemoteFile",
     "Splits",
     "binarized_mnist",
@@ -31,5 +34,7 @@ __all__ = [
     "mnist",
     "read_amat",
     "read_idx",
+    "require_factors",
+    "sample_factors",
     "search_dirs",
 ]

@@ -1,9 +1,17 @@
 """dSprites, generated procedurally: 3 shapes x 6 scales x 40 orientations x 32 x 32 positions.
 
 The factor grid of Matthey et al. (2017): shape (square, ellipse, heart), scale (6 values in
-[0.5, 1]), orientation (40 values in [0, 2 pi)), x and y position (32 values each in [0, 1]),
+[0.5, 1]), orientation (40 values in [0, 2 pi]), x and y position (32 values each in [0, 1]),
 737280 binary 64x64 images in all, indexed in that (row-major) order. Images are rendered from
-implicit shape functions, so any subset can be generated on demand; generated sets are cached.
+implicit shape functions, so any subset can be generated on demand, at 64x64 (the published
+size) or smaller (``size=32`` for CPU budgets: the same factor grid, rendered coarser);
+generated sets are cached.
+
+The orientation convention is the published file's: ``latents_values`` holds
+``linspace(0, 2 pi, 40)``, both endpoints included, so orientations 0 and 39 render the same
+image (google-deepmind/dsprites-dataset#7). We follow it, so that factor indices and values
+mean what they mean in the file and in disentanglement_lib; a metric that predicts the
+orientation cannot tell index 0 from 39 (nor, for the symmetric square and ellipse, many more).
 
 References:
     Matthey, Higgins, Hassabis & Lerchner, "dSprites: Disentanglement testing Sprites
@@ -30,7 +38,7 @@ FACTOR_NAMES = ("shape", "scale", "orientation", "x", "y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 NUM_IMAGES = math.prod(FACTOR_SIZES)  # 737280
 IMAGE_SIZE = 64
-_VERSION = 2  # bump when the renderer changes, to invalidate caches
+_VERSION = 3  # bump when the renderer changes, to invalidate caches
 
 
 def factor_values() -> dict[str, Tensor]:
@@ -38,7 +46,8 @@ def factor_values() -> dict[str, Tensor]:
     return {
         "shape": torch.arange(3, dtype=torch.float32),
         "scale": torch.linspace(0.5, 1.0, 6),
-        "orientation": torch.arange(40, dtype=torch.float32) * (2 * math.pi / 40),
+        # as in the published file: 0 and 2 pi both included (the first and last are one image)
+        "orientation": torch.linspace(0.0, 2 * math.pi, 40),
         "x": torch.linspace(0.0, 1.0, 32),
         "y": torch.linspace(0.0, 1.0, 32),
     }
@@ -82,7 +91,7 @@ def render(factors: Tensor, size: int = IMAGE_SIZE) -> Tensor:
     return torch.where(shape == 0, square, torch.where(shape == 1, ellipse, heart))
 
 
-def _read_cache(path: Path, num_images: int) -> Tensor | None:
+def _read_cache(path: Path, num_images: int, size: int = IMAGE_SIZE) -> Tensor | None:
     """The cached images, or ``None`` when the file is unreadable or not what it should be.
 
     The cache is ours to rebuild, so a truncated, corrupt or foreign file is no error: the
@@ -94,14 +103,14 @@ def _read_cache(path: Path, num_images: int) -> Tensor | None:
             bits = f["bits"]
     except Exception:  # BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, ...
         return None
-    if bits.dtype != np.uint8 or bits.shape != (num_images, IMAGE_SIZE**2 // 8):
+    if bits.dtype != np.uint8 or bits.shape != (num_images, -(-(size**2) // 8)):
         return None
-    return torch.from_numpy(np.unpackbits(bits, axis=1)[:, : IMAGE_SIZE**2].astype(np.float32))
+    return torch.from_numpy(np.unpackbits(bits, axis=1)[:, : size**2].astype(np.float32))
 
 
 @dataclass
 class DSprites:
-    """Images ``[N, 4096]`` (float 0/1), factor indices ``[N, 5]`` and factor values ``[N, 5]``."""
+    """Images ``[N, size**2]`` (float 0/1), factor indices ``[N, 5]`` and factor values ``[N, 5]``."""
 
     images: Tensor
     factors: Tensor
@@ -114,8 +123,11 @@ def dsprites(
     seed: int = 0,
     cache: bool = True,
     directory: str | os.PathLike[str] | None = None,
+    size: int = IMAGE_SIZE,
 ) -> DSprites:
     """Generate dSprites (all 737280 images, or a random subset of ``num_images``).
+
+    ``size`` is the image side (64: the published images; 32: the same grid, coarser).
 
     The subset is drawn without replacement by ``seed``; the same arguments always give the
     same images. Results are cached as packed bits in ``directory`` (default: the dgm
@@ -132,13 +144,17 @@ def dsprites(
             .sort()
             .values
         )
-    key = hashlib.sha256(f"v{_VERSION}-{index.numel()}-{seed}".encode()).hexdigest()[:16]
+    if size < 8:
+        raise ValueError(f"size must be >= 8 pixels, got {size}")
+    tag = "" if size == IMAGE_SIZE else f"-{size}px"
+    key = hashlib.sha256(f"v{_VERSION}-{index.numel()}-{seed}{tag}".encode()).hexdigest()[:16]
     path = Path(directory) if directory is not None else cache_dir()
     path = path / f"dsprites-{key}.npz"
-    images = _read_cache(path, index.numel()) if cache and path.is_file() else None
+    images = _read_cache(path, index.numel(), size) if cache and path.is_file() else None
     if images is None:  # not cached, or the cache file is truncated or corrupt: regenerate
         parts = [
-            render(factor_indices(chunk)).reshape(len(chunk), -1) for chunk in index.split(8192)
+            render(factor_indices(chunk), size).reshape(len(chunk), -1)
+            for chunk in index.split(8192)
         ]
         images = torch.cat(parts).float()
         if cache:
@@ -157,3 +173,35 @@ def dsprites(
     grid = factor_values()
     values = torch.stack([grid[name][factors[:, j]] for j, name in enumerate(FACTOR_NAMES)], 1)
     return DSprites(images, factors, values, index)
+
+
+class DSpritesFactors:
+    """dSprites as a factor data set (``dgm.data.FactorData``): any factor combination, rendered.
+
+    Args:
+        size: the image side (64: published; 32: the cheaper rendering of the same grid).
+    """
+
+    factor_names = FACTOR_NAMES
+    factor_sizes = FACTOR_SIZES
+
+    def __init__(self, size: int = IMAGE_SIZE) -> None:
+        if size < 8:
+            raise ValueError(f"size must be >= 8 pixels, got {size}")
+        self.size = size
+        self.image_shape = (size, size)
+
+    def render(self, factors: Tensor) -> Tensor:
+        """Images ``[N, size**2]`` (float 0/1) for factor indices ``[N, 5]``."""
+        if factors.dim() != 2 or factors.shape[1] != len(FACTOR_SIZES):
+            raise ValueError(
+                f"dSprites factors are [N, {len(FACTOR_SIZES)}] indices "
+                f"({', '.join(FACTOR_NAMES)}), got {list(factors.shape)}"
+            )
+        high = torch.tensor(FACTOR_SIZES)
+        if (factors < 0).any() or (factors >= high).any():
+            raise ValueError(f"dSprites factor indices must lie in [0, {list(FACTOR_SIZES)})")
+        return render(factors, self.size).reshape(len(factors), -1).float()
+
+    def __repr__(self) -> str:
+        return f"DSpritesFactors(size={self.size})"

@@ -5,8 +5,11 @@ valid_points=..., test_points=..., binarize=...) -> Splits``; its capabilities s
 configuration can know without loading anything: ``kind`` (``"image"`` or ``"points"``),
 ``shape`` (one data point's shape), ``levels`` (how many intensity levels an image has:
 256 for 8-bit, 17 for the 4-bit 8x8 digits, 2 for binary; ``None`` for continuous points),
-``binarize`` (whether the ``binarize`` option applies) and ``train_size`` (the points of the
-full training split; ``train_points`` takes fewer).
+``binarize`` (whether the ``binarize`` option applies), ``train_size`` (the points of the
+full training split; ``train_points`` takes fewer) and ``factors`` (whether the splits come
+with ground-truth factors: ``side["factor_indices"]`` and a ``dgm.data.FactorData`` in
+``info["factor_data"]`` that renders any factor combination, as the disentanglement metrics
+need).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from torch import Tensor
 
 from ..registry import Registry
 from .binarized import binarized_mnist
-from .dsprites import FACTOR_NAMES, dsprites
+from .dsprites import FACTOR_NAMES, FACTOR_SIZES, DSpritesFactors, dsprites
 from .idx import dynamic_binarize, fashion_mnist, mnist
 from .toy2d import TOY_DENSITIES, toy2d
 
@@ -36,8 +39,10 @@ class Splits:
         image_shape: the shape of one point as an image (for pictures), e.g. ``(28, 28)``.
         transform: applied to every training batch (e.g. a fresh dynamic binarization).
         side: side information per split, indexed like the data: ``side["labels"]["test"]``
-            (MNIST classes), ``side["factors"]["train"]`` (dSprites factor values ``[N, 5]``).
-        info: anything else, e.g. ``info["factor_names"]``.
+            (MNIST classes), ``side["factors"]["train"]`` (dSprites factor values ``[N, 5]``),
+            ``side["factor_indices"]["train"]`` (their indices into the factor grid).
+        info: anything else, e.g. ``info["factor_names"]``, ``info["factor_data"]`` (a
+            ``dgm.data.FactorData`` that renders observations for chosen factors).
     """
 
     train: Tensor
@@ -54,14 +59,27 @@ class Splits:
         return math.prod(self.image_shape)
 
 
-def _dsprites(
-    *, seed: int, train_points: int | None, valid_points: int, test_points: int, **_: Any
+def _dsprites(size: int) -> Callable[..., Splits]:
+    def load(
+        *, seed: int, train_points: int | None, valid_points: int, test_points: int, **_: Any
+    ) -> Splits:
+        return _dsprites_splits(size, seed, train_points, valid_points, test_points)
+
+    return load
+
+
+def _dsprites_splits(
+    size: int, seed: int, train_points: int | None, valid_points: int, test_points: int
 ) -> Splits:
     total = (train_points or 50000) + valid_points + test_points
-    ds = dsprites(total, seed=seed)
+    ds = dsprites(total, seed=seed, size=size)
     n_valid, n_test = valid_points, test_points
+    # the generated subset is in grid order (shape first): shuffle before cutting, or the
+    # validation and test splits would hold squares only
+    order = torch.randperm(len(ds.index), generator=torch.Generator().manual_seed(seed + 1))
 
     def cut(t: Tensor) -> dict[str, Tensor]:
+        t = t[order]
         return {
             "train": t[n_valid + n_test :],
             "valid": t[:n_valid],
@@ -73,9 +91,13 @@ def _dsprites(
         images["train"],
         images["valid"],
         images["test"],
-        (64, 64),
+        (size, size),
         side={"factors": cut(ds.values), "factor_indices": cut(ds.factors)},
-        info={"factor_names": FACTOR_NAMES},
+        info={
+            "factor_names": FACTOR_NAMES,
+            "factor_sizes": FACTOR_SIZES,
+            "factor_data": DSpritesFactors(size),
+        },
     )
 
 
@@ -181,6 +203,7 @@ DATASETS.add(
     levels=2,
     binarize=False,
     train_size=50000,
+    factors=False,
 )
 DATASETS.add(
     "mnist",
@@ -191,6 +214,7 @@ DATASETS.add(
     levels=256,
     binarize=True,
     train_size=50000,
+    factors=False,
 )
 DATASETS.add(
     "fashion_mnist",
@@ -201,16 +225,29 @@ DATASETS.add(
     levels=256,
     binarize=True,
     train_size=50000,
+    factors=False,
 )
 DATASETS.add(
     "dsprites",
-    _dsprites,
+    _dsprites(64),
     "dSprites generated procedurally (no download), with its five factors",
     kind="image",
     shape=(64, 64),
     levels=2,
     binarize=False,
     train_size=50000,  # generated: train_points of the grid (default 50000)
+    factors=True,
+)
+DATASETS.add(
+    "dsprites32",
+    _dsprites(32),
+    "dSprites' factor grid rendered at 32x32 (for CPU budgets), with its five factors",
+    kind="image",
+    shape=(32, 32),
+    levels=2,
+    binarize=False,
+    train_size=50000,
+    factors=True,
 )
 DATASETS.add(
     "digits",
@@ -221,6 +258,7 @@ DATASETS.add(
     levels=17,
     binarize=False,
     train_size=1257,  # 1797 less the default 180 + 360 held out
+    factors=False,
 )
 for _name in TOY_DENSITIES:
     DATASETS.add(
@@ -232,6 +270,7 @@ for _name in TOY_DENSITIES:
         levels=None,
         binarize=False,
         train_size=50000,
+        factors=False,
     )
 
 __all__ = ["BINARIZE", "DATASETS", "Splits"]

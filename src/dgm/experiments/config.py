@@ -74,10 +74,16 @@ def _suggestion(key: str, options: list[str]) -> str:
 Choices = Collection[str] | Callable[[], Collection[str]]
 
 
-def choice(options: Choices, default: Any = dataclasses.MISSING, resumable: bool = False) -> Any:
-    """A string field whose value must be one of ``options`` (a registry, a tuple, or a
-    function returning one); without ``default`` the key is required."""
-    return field(default=default, metadata={"choices": options, "resumable": resumable})
+def choice(
+    options: Choices,
+    default: Any = dataclasses.MISSING,
+    resumable: bool = False,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A string field (or list of strings) whose value must be one of ``options`` (a
+    registry, a tuple, or a function returning one); without ``default`` the key is required;
+    ``factory`` gives a list default."""
+    return _bounded({"choices": options, "resumable": resumable}, default, factory)
 
 
 def _bounded(meta: dict[str, Any], default: Any, factory: Callable[[], Any] | None) -> Any:
@@ -382,10 +388,12 @@ def validate(cfg: Any, prefix: str = "") -> None:
             validate(value, key + ".")
             continue
         options = options_of(f)
-        if options is not None and value is not None and value not in options:
-            close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}{hint}")
+        items = value if isinstance(value, list) else [value]  # a list field: every item
+        for item in items if value is not None else []:
+            if options is not None and item not in options:
+                close = difflib.get_close_matches(str(item), options, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{key}: {item!r} is not one of {', '.join(options)}{hint}")
         _check_range(key, value, f.metadata.get("min"), f.metadata.get("gt"))
     if prefix == "":
         cfg.check()

@@ -68,6 +68,12 @@ TASKS.add(
     "normalizing flows as density models: RealNVP, Glow, MAF, NSF, with honest bits/dim",
     legacy_model=None,
 )
+TASKS.add(
+    "disentangle",
+    _lazy("dgm.experiments.tasks.disentangle:DisentangleTask"),
+    "disentangling VAEs (beta-VAE, beta-TCVAE, FactorVAE, DIP-VAE) and their metrics",
+    legacy_model=None,
+)
 DEFAULT_TASK = "vae"  # what a file without `task:` (the format before tasks) is
 
 

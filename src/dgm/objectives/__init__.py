@@ -1,29 +1,46 @@
 """Objectives: ``log_weights`` and pure per-data-point bounds computed from it."""
 
+from .beta_vae import AnnealedCapacity, BetaVAE, beta_vae, kl_terms
 from .concrete import Concrete
+from .dip_vae import DIPVAE, dip_covariance, dip_penalty
 from .elbo import ELBO, elbo
+from .factor_vae import FactorVAE, factor_vae_critic_loss, permute_dims
 from .iwae import IWAE, iwae, vimco_signal
 from .log_weights import LogWeights, log_weights
 from .mcmc_from_q import MCMCFromQ
 from .nvil import NVIL
 from .registry import OBJECTIVES
+from .total_correlation import BetaTCVAE, log_qz_estimates, tc_decomposition
 from .wake_sleep import RWS, Sleep, WakeSleep, sleep_phi, wake_phi, wake_theta
 
 __all__ = [
+    "DIPVAE",
     "ELBO",
     "IWAE",
     "NVIL",
     "OBJECTIVES",
     "RWS",
+    "AnnealedCapacity",
+    "BetaTCVAE",
+    "BetaVAE",
     "Concrete",
+    "FactorVAE",
     "LogWeights",
     "MCMCFromQ",
     "Sleep",
     "WakeSleep",
+    "beta_vae",
+    "dip_covariance",
+    "dip_penalty",
     "elbo",
+    "factor_vae_critic_loss",
     "iwae",
+    "kl_terms",
+    "log_qz_estimates",
     "log_weights",
+    "permute_dims",
     "sleep_phi",
+    "tc_decomposition",
     "vimco_signal",
     "wake_phi",
     "wake_theta",

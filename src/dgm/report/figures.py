@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -38,6 +39,39 @@ def image_grid(
     plt.axis("off")
     if title:
         plt.title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def heatmap(
+    matrix: Any,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """Save a matrix (values in [0, 1], e.g. normalized mutual information) as an annotated
+    heatmap: one row per ``row_labels`` entry, one column per ``column_labels`` entry."""
+    values = np.asarray(matrix, dtype=float)
+    rows, cols = values.shape
+    if (rows, cols) != (len(row_labels), len(column_labels)):
+        raise ValueError(
+            f"a {rows}x{cols} matrix needs {rows} row and {cols} column labels, got "
+            f"{len(row_labels)} and {len(column_labels)}"
+        )
+    fig, ax = plt.subplots(figsize=(1.1 * cols + 1.8, 0.42 * rows + 1.2))
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(cols), list(column_labels), fontsize=8)
+    ax.set_yticks(range(rows), list(row_labels), fontsize=8)
+    for r in range(rows):
+        for c in range(cols):
+            color = "black" if values[r, c] > 0.6 else "white"
+            ax.text(c, r, f"{values[r, c]:.2f}", ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    if title:
+        ax.set_title(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight", dpi=100)
     plt.close(fig)

@@ -52,7 +52,7 @@ from .data import ImageDataConfig
 class ObjectiveConfig:
     """The training objective (``dgm.objectives.OBJECTIVES``) and its options."""
 
-    name: str = choice(lambda: OBJECTIVES.names(learns_model=True), "iwae")
+    name: str = choice(lambda: OBJECTIVES.names(learns_model=True, disentangle=False), "iwae")
     num_particles: int = 5
     phi: str = choice(PHI_MODES, "wake")  # rws: the guide's update
     temperature: float = 0.6667  # concrete: the relaxation's temperature
