@@ -32,8 +32,24 @@ def test_lookup_suggests_a_close_name_and_lists_the_choices() -> None:
 
 
 def test_every_objective_builds_with_its_options() -> None:
+    needs = {"dataset_size": 100, "discriminator": torch.nn.Linear(2, 2)}  # disentangling ones
     for name in OBJECTIVES:
-        assert callable(OBJECTIVES.build(name, num_particles=2))
+        assert callable(OBJECTIVES.build(name, num_particles=2, **needs))
+    disentangle = OBJECTIVES.names(disentangle=True)
+    assert disentangle == [
+        "beta-vae",
+        "annealed-capacity",
+        "beta-tcvae",
+        "factor-vae",
+        "dip-vae-i",
+        "dip-vae-ii",
+    ]
+    assert OBJECTIVES.names(critic=True) == ["factor-vae"]
+    assert OBJECTIVES.names(factorized=True) == ["beta-tcvae", "dip-vae-i", "dip-vae-ii"]
+    # a weight left None takes the method's published default; a given one is kept
+    assert OBJECTIVES.build("beta-vae", beta=None).beta == 4.0
+    assert OBJECTIVES.build("beta-tcvae", dataset_size=10, beta=None).beta == 6.0
+    assert OBJECTIVES.build("beta-tcvae", dataset_size=10, beta=2.0, gamma=0.5).gamma == 0.5
     assert OBJECTIVES.names(learns_model=False) == ["sleep"]
     iwae = OBJECTIVES.build("iwae", num_particles=3, dreg=True)
     assert isinstance(iwae, IWAE) and iwae.num_particles == 3 and iwae.dreg

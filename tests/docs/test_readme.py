@@ -35,3 +35,20 @@ def test_the_vae_improvements_page_example_runs(monkeypatch: pytest.MonkeyPatch)
     exec(compile(code, str(page), "exec"), namespace)
     kernel = namespace["kernel"]
     assert isinstance(kernel, dgm.infer.HMC) and kernel.step_size is not None  # it ran
+
+
+def test_the_disentanglement_page_example_runs(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    page = README.parent / "docs" / "disentanglement.md"
+    (code,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(code, str(page), "exec"), namespace)
+    metrics = namespace["metrics"]
+    assert isinstance(metrics, dict)
+    assert set(metrics) == {"mig[disentanglement_lib]", "mig[chen2018]", "sap"}
+    assert all(0 <= v <= 1 for v in metrics.values())
+    assert "mig[chen2018]" in capsys.readouterr().out

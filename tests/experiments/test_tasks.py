@@ -89,7 +89,8 @@ def test_a_key_of_another_task_names_the_file_the_key_and_the_owner(tmp_path: Pa
     assert "Valid keys of 'sbn':" in msg and "model.latent_sizes" in msg
     ic = write(tmp_path / "ic.yaml", "task: inference-compilation\nobjective: {name: iwae}\n")
     with pytest.raises(
-        ConfigError, match=r"ic.yaml: objective is a setting of task 'vae' and 'sbn', not"
+        ConfigError,
+        match=r"ic.yaml: objective is a setting of task 'vae', 'sbn' and 'disentangle', not",
     ):
         load_config(ic)
     with pytest.raises(ConfigError, match=r"polyreg-ic.yaml: model.posterior is a setting of"):

@@ -74,6 +74,14 @@ TASKS.add(
     "disentangling VAEs (beta-VAE, beta-TCVAE, FactorVAE, DIP-VAE) and their metrics",
     legacy_model=None,
 )
+
+
+def _and(items: typing.Iterable[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    names = list(items)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 DEFAULT_TASK = "vae"  # what a file without `task:` (the format before tasks) is
 
 
@@ -191,7 +199,7 @@ def _foreign(err: UnknownKeyError, task: str) -> str:
     if not owners:
         return str(err)
     return (
-        f"{err.key} is a setting of task {' and '.join(repr(o) for o in owners)}, not of "
+        f"{err.key} is a setting of task {_and(repr(o) for o in owners)}, not of "
         f"task {task!r} (this file's `task:`). Valid keys of {task!r}: {', '.join(err.options)}"
     )
 
