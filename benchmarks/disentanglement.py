@@ -113,6 +113,7 @@ def train_one(job: tuple[str, str, list[str], str, int, bool]) -> dict[str, Any]
         runner.train(cfg, Path(out), progress=False, overwrite=True)
     final = json.loads(path.read_text())
     final["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    final["reused"] = bool(done)
     final["label"] = label
     final["run"] = out
     # both MIGs again with the published number of points (the estimates' noise floor at the
@@ -212,7 +213,14 @@ def main() -> None:
     )
     markdown = (
         f"{protocol} {args.seeds} seeds per method; mean ± standard deviation over seeds. "
-        f"Total wall time {wall / 60:.1f} min.\n\n"
+        f"Wall time of this invocation {wall / 60:.1f} min"
+        + (
+            f" ({reused} runs reused from an earlier invocation with the same settings: their "
+            "training took the 'train s' column)"
+            if (reused := sum(r["reused"] for r in results))
+            else ""
+        )
+        + ".\n\n"
         "MIG is shown in both conventions: [dlib] = disentanglement_lib's (20-bin histograms "
         "of the posterior means, all five factors), [Chen] = Chen et al.'s (entropies of "
         "q(z_d) estimated from the Gaussian posteriors, shape excluded). The papers trained "
