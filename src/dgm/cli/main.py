@@ -163,8 +163,11 @@ def _print_metrics(metrics: dict[str, object]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "list":
-        for name, (task, description) in experiments.catalogue().items():
-            print(f"{name:24s} {task:22s} {description}")
+        catalogue = experiments.catalogue()
+        width = max((len(n) for n in catalogue), default=0)
+        task_width = max((len(t) for t, _ in catalogue.values()), default=0)
+        for name, (task, description) in catalogue.items():
+            print(f"{name:{width}s}  {task:{task_width}s}  {description}")
         return 0
     from ..experiments import runner  # imports the report and plotting only when needed
     from ..report import write_report
