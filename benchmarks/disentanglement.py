@@ -157,6 +157,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-disentanglement"))
     parser.add_argument(
+        "--tag",
+        default="",
+        help="suffix of the result files (a budget variant beside the main one)",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="keep runs already trained with these settings; only the published-size MIGs "
@@ -240,7 +245,8 @@ def main() -> None:
         "runs": results,
         "wall_seconds": round(wall, 1),
     }
-    path = write_result(f"disentanglement_{args.protocol}", payload, markdown)
+    tag = f"_{args.tag}" if args.tag else ""
+    path = write_result(f"disentanglement_{args.protocol}{tag}", payload, markdown)
     print(markdown)
     print(f"wrote {path}")
 
