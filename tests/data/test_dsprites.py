@@ -143,3 +143,13 @@ def test_dsprites_splits_carry_their_factor_data() -> None:
     for split in ("train", "valid", "test"):
         shapes = big.side["factor_indices"][split][:, 0]
         assert set(shapes.tolist()) == {0, 1, 2}, split
+
+
+def test_too_small_a_rendering_says_so() -> None:
+    for make in (lambda: DSpritesFactors(4), lambda: dsprites(10, size=4, cache=False)):
+        try:
+            make()
+        except ValueError as e:
+            assert "size must be >= 8 pixels, got 4" in str(e)
+        else:
+            raise AssertionError("a 4-pixel rendering was accepted")

@@ -1,5 +1,7 @@
 """The disentanglement papers' networks: shapes, the published layers, and clear errors."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -47,3 +49,21 @@ def test_bad_shapes_say_what_fits() -> None:
         ImageVAEModel((32, 32), 4, "resnet")
     with pytest.raises(ValueError, match="binary images"):
         dgm.log_weights(ImageVAEModel((16, 16), 2), ImageVAEGuide((16, 16), 2), torch.rand(2, 256))
+
+
+def test_chen_mig_and_the_heatmap_refuse_what_they_cannot_use(tmp_path: Path) -> None:
+    from dgm.data import DSpritesFactors
+    from dgm.metrics import MetricSettings, disentanglement_metrics
+    from dgm.report.figures import heatmap
+
+    guide = ImageVAEGuide((16, 16), 3, posterior="full")
+    data = DSpritesFactors(16)
+    settings = MetricSettings(num_train=20, num_test=10, chen_points=20, chen_samples=20)
+    with pytest.raises(ValueError, match=r"mig\[chen2018\] needs a diagonal Gaussian q\(z \| x\)"):
+        disentanglement_metrics(guide, data, ["mig_chen"], settings)
+    with pytest.raises(
+        ValueError, match="disentanglement_metrics needs a data set with ground-truth factors"
+    ):
+        disentanglement_metrics(guide, torch.zeros(3, 4), ["mig"], settings)
+    with pytest.raises(ValueError, match="a 2x3 matrix needs 2 row and 3 column labels"):
+        heatmap(torch.zeros(2, 3).numpy(), ["a", "b"], ["x"], tmp_path / "h.png")

@@ -207,7 +207,7 @@ def disentanglement_metrics(
     Returns:
         ``{key: value}``, keys naming the convention where they differ.
     """
-    factor_data = require_factors(data, "the disentanglement metrics")
+    factor_data = require_factors(data, "disentanglement_metrics")
     chosen = list(DISENTANGLEMENT_METRICS) if names is None else list(names)
     metrics = [DISENTANGLEMENT_METRICS.build(name) for name in chosen]
     ctx = _Context(guide, factor_data, settings or MetricSettings(), site)
