@@ -44,11 +44,17 @@ from ...ppl import condition, trace
 from ...report import image_grid
 from ...report.figures import heatmap
 from ...train import AlternatingStep, Step, Update
-from ...train.state import Stateless, callable_of
+from ...train.state import callable_of
 from ...train.step import Data
 from ..config import ConfigError, above, at_least, choice, resumable
 from ..task import Parts, Picture, Wrap
-from .latent import EvalConfig, LatentConfig, LatentTrainConfig, LatentVariableTask
+from .latent import (
+    EvalConfig,
+    LatentConfig,
+    LatentTrainConfig,
+    LatentVariableTask,
+    objective_part,
+)
 
 TC_POINTS = 1000  # validation points the total-correlation terms are estimated from
 
@@ -205,7 +211,7 @@ class DisentangleTask(LatentVariableTask[DisentangleConfig]):
             objective = self.objective(data.data_size, len(data.train), critic)
             if critic is not None:
                 parts["discriminator"] = critic
-            parts["objective"] = _as_part(objective)
+            parts["objective"] = objective_part(objective)
         return parts
 
     def optimizers(self, parts: Parts) -> list[torch.optim.Optimizer]:
@@ -332,10 +338,6 @@ class DisentangleTask(LatentVariableTask[DisentangleConfig]):
         caption = f"latent traversals: row i sets z_i to {steps} values in [-2.5, 2.5]"
         image_grid(tr["x"].fn.mean, data.image_shape, path, caption, columns=steps)
         return Picture(path.name, "Latent traversals (one row per code dimension)")
-
-
-def _as_part(objective: Any) -> nn.Module:
-    return objective if isinstance(objective, nn.Module) else Stateless(objective)
 
 
 __all__ = ["DisentangleConfig", "DisentangleTask"]

@@ -165,10 +165,7 @@ class LatentVariableTask(Task[C]):
             set_bias = getattr(model, "set_output_bias", None)
             if set_bias is not None and getattr(model, "likelihood", "bernoulli") == "bernoulli":
                 set_bias(data.train.mean(0))
-            objective = self.objective(data.data_size)
-            parts["objective"] = (
-                objective if isinstance(objective, nn.Module) else Stateless(objective)
-            )
+            parts["objective"] = objective_part(self.objective(data.data_size))
         return parts
 
     def optimizers(self, parts: Parts) -> list[torch.optim.Optimizer]:
@@ -262,6 +259,11 @@ class LatentVariableTask(Task[C]):
         return image_grid(tr["x"].fn.mean, data.image_shape, path, f"{n} samples (pixel means)")
 
 
+def objective_part(objective: Any) -> nn.Module:
+    """The objective as a part: itself if it is a module (it has state), else wrapped."""
+    return objective if isinstance(objective, nn.Module) else Stateless(objective)
+
+
 def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
@@ -279,4 +281,5 @@ __all__ = [
     "LatentTrainConfig",
     "LatentVariableTask",
     "ObjectiveConfig",
+    "objective_part",
 ]
