@@ -10,6 +10,7 @@ import torch
 import dgm.data.binarized as bm
 import dgm.data.idx as idx
 from dgm.data import (
+    DATASETS,
     ChecksumError,
     DataNotFoundError,
     RemoteFile,
@@ -186,3 +187,39 @@ def test_real_data_sets_load_with_published_checksums() -> None:
     assert test.shape == (10000, 784) and 0.1 < float(test.mean()) < 0.15
     x, y = mnist("test", download=False)
     assert x.shape == (10000, 784) and y.bincount().tolist()[:2] == [980, 1135]
+
+
+def test_mnist_t10k_cuts_the_test_set_into_disjoint_splits_fixed_across_seeds(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = isolated / "idx" / "mnist"
+    d.mkdir(parents=True)
+    # every image distinct (its first pixel is its index) so the splits can be told apart
+    images = np.zeros((50, 28, 28), np.uint8)
+    images[:, 0, 0] = np.arange(50)
+    write_idx(d / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", np.arange(50, dtype=np.uint8) % 10)
+    md5 = {
+        n: hashlib.md5((d / n).read_bytes()).hexdigest()
+        for n in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    }
+    monkeypatch.setattr(idx, "_MNIST_MD5", md5)
+    options = {"data_dir": str(isolated / "idx"), "valid_points": 5, "test_points": 7}
+    a = DATASETS.build("mnist_t10k", seed=0, train_points=None, **options)
+    b = DATASETS.build("mnist_t10k", seed=3, train_points=10, **options)
+    ids = {
+        k: (getattr(a, k)[:, 0] * 255).round().long().tolist() for k in ("train", "valid", "test")
+    }
+    assert [len(ids[k]) for k in ("train", "valid", "test")] == [38, 5, 7]
+    assert sorted(ids["train"] + ids["valid"] + ids["test"]) == list(range(50))
+    assert ids["valid"] != list(range(5))  # shuffled, not the file's first digits
+    torch.testing.assert_close(b.test, a.test)  # the held-out digits do not follow the run seed
+    torch.testing.assert_close(b.train, a.train[:10])
+    assert a.side["labels"]["test"].tolist() == [i % 10 for i in ids["test"]]
+    with pytest.raises(ValueError, match="leave none to train on"):
+        DATASETS.build(
+            "mnist_t10k",
+            seed=0,
+            train_points=None,
+            **{**options, "valid_points": 25, "test_points": 25},
+        )
