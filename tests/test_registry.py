@@ -104,4 +104,4 @@ def test_data_set_shapes_match_what_they_load(
     assert (
         splits.side["factors"]["test"].shape == (3, 5) and splits.info["factor_names"][0] == "shape"
     )
-    assert DATASETS.names(binarize=True) == ["mnist", "fashion_mnist"]
+    assert DATASETS.names(binarize=True) == ["mnist", "mnist_t10k", "fashion_mnist"]

@@ -147,8 +147,6 @@ def test_a_conditional_flow_is_a_density_for_every_context(family: str) -> None:
     with torch.no_grad():
         x = core.sample(5, context=torch.randn(5, 3))
     assert x.shape == (5, 2)
-    with pytest.raises(ValueError, match="multi-scale image flows take no context"):
-        build_flow("glow", (1, 4, 4), context_size=3)
 
 
 def test_multi_scale_refuses_shapes_it_cannot_split() -> None:
@@ -156,3 +154,148 @@ def test_multi_scale_refuses_shapes_it_cannot_split() -> None:
         MultiScale([Compose([]), Compose([])], [(3, 2, 2), (3, 2, 2)])
     with pytest.raises(ValueError, match="one output shape per level"):
         MultiScale([Compose([])], [])
+
+
+IMAGE = (1, 4, 8)  # two levels: the top one is [8, 1, 2], its conditional Gaussian spans W
+
+
+def conditional_image_flow(family: str, seed: int) -> MultiScale:
+    """A small conditional image flow, ActNorm initialised and every parameter (the
+    zero-initialised conditioner outputs and context maps too) moved off its start."""
+    torch.manual_seed(seed)
+    core = build_flow(family, IMAGE, steps=2, hidden=(8,), levels=2, context_size=3)
+    assert isinstance(core, MultiScale)
+    core.log_prob(torch.randn(16, *IMAGE), torch.randn(16, 3))
+    with torch.no_grad():
+        for p in core.parameters():
+            torch.nn.init.normal_(p, std=0.1)
+    return core.double()
+
+
+def standardized_latents(core: MultiScale, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """x -> every standardized latent given the context c (one image): the factored-out halves'
+    and the top level's, each (z - loc) / scale under its conditional Gaussian."""
+    h, parts = x.reshape(1, *IMAGE), []
+    for i, level in enumerate(core.levels):
+        h, _ = level.call_and_ladj(h, c)
+        if i < len(core.priors):
+            z, h = h.chunk(2, dim=-3)
+            out = core.priors[i](h) + core.context_priors[i](c)[..., None, None]
+            loc, log_scale = out.chunk(2, dim=-3)
+            parts.append(((z - loc) * torch.exp(-log_scale)).flatten())
+    loc, log_scale = core.top_prior(c)[..., None, None].chunk(2, dim=-3)
+    return torch.cat([*parts, ((h - loc) * torch.exp(-log_scale)).flatten()])
+
+
+@pytest.mark.parametrize("family", FLOWS.names(data="image"))
+def test_a_conditional_image_flow_is_the_change_of_variables_for_every_context(
+    family: str,
+) -> None:
+    core = conditional_image_flow(family, 5)
+    x = torch.randn(math.prod(IMAGE), dtype=torch.float64)
+    contexts = torch.tensor([[0.0, 0.0, 0.0], [1.0, -0.5, 0.25]], dtype=torch.float64)
+    scores = []
+    for c in contexts:
+        c = c[None]
+        eps = standardized_latents(core, x, c)
+        jac = jacobian(lambda v, c=c: standardized_latents(core, v, c), x)
+        expected = (-0.5 * (eps**2 + math.log(2 * math.pi))).sum() + torch.linalg.slogdet(jac)[1]
+        lp = core.log_prob(x.reshape(1, *IMAGE), c)
+        assert lp.item() == pytest.approx(expected.item(), abs=1e-8)
+        scores.append(lp.item())
+    assert abs(scores[0] - scores[1]) > 1e-2  # the context matters
+    with torch.no_grad():  # a batch of contexts scores each image under its own
+        batch = core.log_prob(x.reshape(1, *IMAGE).expand(2, *IMAGE), contexts)
+    torch.testing.assert_close(batch, torch.tensor(scores, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("family", FLOWS.names(data="image"))
+def test_a_conditional_image_flow_samples_by_inverting_its_scoring_map(family: str) -> None:
+    core = conditional_image_flow(family, 6)
+    n, temperature = 3, 0.7
+    c = torch.randn(n, 3, dtype=torch.float64)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        y = core.sample(n, temperature=temperature, context=c)
+        torch.manual_seed(7)  # the same noise, in the order sample draws it: top level first
+        top = torch.randn(n, *core.top_shape, dtype=torch.float64)
+        halves = [
+            torch.randn(n, s[0] // 2, *s[1:], dtype=torch.float64)
+            for s in reversed(core.shapes[:-1])
+        ]
+        drawn = torch.cat([*(h.flatten(1) for h in reversed(halves)), top.flatten(1)], 1)
+        latents = torch.stack([standardized_latents(core, y[i], c[i : i + 1]) for i in range(n)])
+    assert y.shape == (n, *IMAGE)
+    # temperature scales every standard deviation, the top level's conditional one included
+    torch.testing.assert_close(latents, temperature * drawn)
+    assert torch.isfinite(core.log_prob(y, c)).all()
+    x = torch.randn(n, *IMAGE, dtype=torch.float64)
+    for level in core.levels:  # each level inverts itself given the same context
+        z, ladj = level.call_and_ladj(x, c)
+        back, inv_ladj = level.inverse_and_ladj(z, c)
+        torch.testing.assert_close(back, x)
+        torch.testing.assert_close(inv_ladj, -ladj)
+        other, _ = level.call_and_ladj(x, c + 1.0)
+        assert (other - z).abs().max() > 1e-3  # and the context reaches its couplings
+        x = z[:, z.shape[1] // 2 :] if level is not core.levels[-1] else z
+
+
+@pytest.mark.parametrize("family", FLOWS.names(data="image"))
+def test_an_untrained_conditional_image_flow_is_the_unconditional_one(family: str) -> None:
+    torch.manual_seed(8)
+    plain = build_flow(family, (1, 4, 4), steps=2, hidden=(8,), levels=2)
+    x = torch.randn(6, 1, 4, 4)
+    plain.log_prob(x)  # ActNorm's data-dependent initialisation
+    conditional = build_flow(family, (1, 4, 4), steps=2, hidden=(8,), levels=2, context_size=3)
+    keys = conditional.load_state_dict(plain.state_dict(), strict=False)
+    assert not keys.unexpected_keys  # the same names and shapes, plus the context's layers
+    assert keys.missing_keys and all(
+        k.startswith(("context_priors.", "top_prior."))
+        or k.endswith(("net.context.weight", "net.context.bias"))
+        for k in keys.missing_keys
+    )
+    assert not any("context" in k or "top_prior" in k for k in plain.state_dict())
+    contexts = (torch.zeros(6, 3), 3 * torch.randn(6, 3))
+    with torch.no_grad():
+        expected = plain.log_prob(x)
+        for c in contexts:
+            torch.testing.assert_close(conditional.log_prob(x, c), expected, rtol=0, atol=0)
+        # away from the start too: with the couplings' context maps off, the priors' context
+        # maps (zero-initialised) leave every density of a moved unconditional flow as it was
+        for p in plain.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        conditional.load_state_dict(plain.state_dict(), strict=False)
+        for name, p in conditional.named_parameters():
+            if name.endswith(("net.context.weight", "net.context.bias")):
+                p.zero_()
+        expected = plain.log_prob(x)
+        for c in contexts:
+            torch.testing.assert_close(conditional.log_prob(x, c), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FLOWS.names(data="image"))
+def test_image_flows_name_a_missing_unwanted_or_misshapen_context(family: str) -> None:
+    conditional = build_flow(family, (1, 4, 4), steps=1, hidden=(8,), levels=2, context_size=3)
+    plain = build_flow(family, (1, 4, 4), steps=1, hidden=(8,), levels=2)
+    x = torch.randn(2, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"conditional \(context_size=3\): call it with context="):
+        conditional.log_prob(x)
+    with pytest.raises(ValueError, match="conditional"):
+        conditional.sample(2)
+    with pytest.raises(ValueError, match="unconditional: call it without a context"):
+        plain.log_prob(x, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="unconditional"):
+        plain.sample(2, context=torch.zeros(2, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"context has shape \[3, 3\] but data of shape \[2, 1, 4, 4\] needs \[2, 3\]",
+    ):
+        conditional.log_prob(x, torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=r"context has shape \[2, 4\] .* needs \[2, 3\]"):
+        conditional.log_prob(x, torch.zeros(2, 4))
+    with pytest.raises(
+        ValueError, match=r"context has shape \[3\] but sample\(n=2\) needs \[2, 3\]"
+    ):
+        conditional.sample(2, context=torch.zeros(3))
+    with pytest.raises(ValueError, match="context_size must be >= 1, got 0"):
+        build_flow(family, (1, 4, 4), context_size=0)

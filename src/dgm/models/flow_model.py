@@ -11,6 +11,12 @@ turns a sampling-direction flow such as ``MAF`` around). Multi-scale image flows
 half of the channels after each level and score them with a learned Gaussian conditioned on
 the other half (Glow): ``MultiScale``.
 
+Every family is also conditional, p(x | context), with ``context_size=``: the vector flows'
+conditioners see the context; the image flows' coupling ResNets add a linear map of it to
+their features, and their factored-out and top Gaussians add a zero-initialised linear map of
+it to their mean and log-scale (Glow's class-conditional prior), so an untrained conditional
+image flow is the unconditional one.
+
 References:
     Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP", 2017.
     Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", 2018.
@@ -32,7 +38,7 @@ from ..flows.conv1x1 import InvertibleConv1x1
 from ..flows.coupling import AffineCoupling
 from ..flows.spline import AutoregressiveSpline, SplineCoupling
 from ..flows.squeeze import Squeeze
-from ..registry import Registry
+from ..registry import Registry, at_least
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -131,15 +137,32 @@ class MultiScale(Density):
     Gaussian whose mean and log-scale a zero-initialised convolution computes from the
     other half (Glow, Sec. 3; RealNVP factors out with a standard normal).
 
+    With ``context_size`` the density is conditional, p(y | context), for a context
+    ``[B, context_size]`` (one per image): every level gets the context (its couplings must
+    have been built with the same ``context_size``), a zero-initialised linear map of the
+    context adds a per-channel term (broadcast over H, W) to each factored-out Gaussian's
+    mean and log-scale, and another gives the top level's Gaussian a mean and log-scale
+    (N(0, I) until trained; Glow's class-conditional prior). Without it no such layer
+    exists, and a context is refused.
+
     Args:
         levels: one bijection per level (``event_dims`` 3), in scoring order.
         shapes: the ``[C, H, W]`` each level outputs (before its split).
+        context_size: size of the context vector; ``None`` for an unconditional density.
     """
 
-    def __init__(self, levels: Sequence[Bijection], shapes: Sequence[tuple[int, int, int]]) -> None:
+    def __init__(
+        self,
+        levels: Sequence[Bijection],
+        shapes: Sequence[tuple[int, int, int]],
+        context_size: int | None = None,
+    ) -> None:
         super().__init__()
         if len(levels) != len(shapes) or not levels:
             raise ValueError("MultiScale needs one output shape per level, and a level")
+        if context_size is not None:
+            at_least("context_size", context_size, 1)
+        self.context_size = context_size
         self.levels = nn.ModuleList(levels)
         self.shapes = [tuple(s) for s in shapes]
         self.priors = nn.ModuleList()
@@ -153,36 +176,105 @@ class MultiScale(Density):
             self.priors.append(conv)
         c, h, w = self.shapes[-1]
         self.top_shape = (c, h, w)
+        if context_size is not None:  # only then: unconditional checkpoints keep their keys
+            self.context_priors = nn.ModuleList(
+                _zero_linear(context_size, 2 * (c // 2)) for c, _, _ in self.shapes[:-1]
+            )
+            self.top_prior = _zero_linear(context_size, 2 * self.top_shape[0])
+
+    def _check_context(self, context: Tensor | None, lead: tuple[int, ...], of: str) -> None:
+        """Refuse a missing, unwanted or misshapen context; ``lead`` is the batch shape."""
+        if self.context_size is None:
+            if context is not None:
+                raise ValueError(
+                    "this multi-scale flow is unconditional: call it without a context, or "
+                    "build it with context_size= (build_flow(..., context_size=C)) for "
+                    "p(x | context)"
+                )
+            return
+        if context is None:
+            raise ValueError(
+                f"this multi-scale flow is conditional (context_size={self.context_size}): "
+                f"call it with context=, a tensor [B, {self.context_size}], one per image"
+            )
+        expected = [*lead, self.context_size]
+        if list(context.shape) != expected:
+            raise ValueError(
+                f"the context has shape {list(context.shape)} but {of} needs {expected}: "
+                f"one context of size {self.context_size} per image"
+            )
+
+    def _gaussian(
+        self, i: int, h: Tensor | None, context: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """(loc, log_scale) of the factored-out half of level ``i`` given the kept half ``h``,
+        or of the top level (``i`` = L - 1, ``h`` unused); ``None`` stands for zero."""
+        out: Tensor | None = None
+        if i < len(self.priors):
+            assert h is not None
+            out = self.priors[i](h)
+        if context is not None:
+            linear = self.context_priors[i] if i < len(self.priors) else self.top_prior
+            term = linear(context)[..., None, None]  # per channel, broadcast over H, W
+            out = term if out is None else out + term
+        if out is None:
+            return None, None
+        loc, log_scale = out.chunk(2, dim=-3)
+        return loc, log_scale
 
     def log_prob(self, y: Tensor, context: Tensor | None = None) -> Tensor:
-        _no_context(context)
+        """log p(y) (or log p(y | context), a context ``[B, context_size]``), shape ``[B]``."""
+        self._check_context(context, tuple(y.shape[:-3]), f"data of shape {list(y.shape)}")
         total: Tensor | None = None
         h = y
         for i, level in enumerate(self.levels):
             assert isinstance(level, Bijection)
-            h, ladj = level.call_and_ladj(h)
+            h, ladj = level.call_and_ladj(h, context)
             total = ladj if total is None else total + ladj
             if i < len(self.priors):
                 z, h = h.chunk(2, dim=-3)
-                loc, log_scale = self.priors[i](h).chunk(2, dim=-3)
-                eps = (z - loc) * torch.exp(-log_scale)
-                total = total + standard_normal_log_prob(eps, 3) - log_scale.flatten(-3).sum(-1)
+                total = _add_gaussian_log_prob(total, z, *self._gaussian(i, h, context))
         assert total is not None
-        return total + standard_normal_log_prob(h, 3)
+        top = self._gaussian(len(self.levels) - 1, None, context)
+        return _add_gaussian_log_prob(total, h, *top)
 
     def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
-        _no_context(context)
+        """``n`` draws ``[n, C, H, W]``; with a context ``[n, context_size]`` (one per draw),
+        from p(y | context). ``temperature`` scales every Gaussian's standard deviation."""
+        self._check_context(context, (n,), f"sample(n={n})")
         ref = next(iter(self.parameters()))
         h = temperature * torch.randn(n, *self.top_shape, device=ref.device, dtype=ref.dtype)
+        loc, log_scale = self._gaussian(len(self.levels) - 1, None, context)
+        if loc is not None and log_scale is not None:
+            h = loc + torch.exp(log_scale) * h
         for i in reversed(range(len(self.levels))):
             if i < len(self.priors):
-                loc, log_scale = self.priors[i](h).chunk(2, dim=-3)
+                loc, log_scale = self._gaussian(i, h, context)
+                assert loc is not None and log_scale is not None
                 z = loc + temperature * torch.exp(log_scale) * torch.randn_like(loc)
                 h = torch.cat([z, h], dim=-3)
             level = self.levels[i]
             assert isinstance(level, Bijection)
-            h = level.inverse(h)
+            h = level.inverse(h, context)
         return h
+
+
+def _zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    linear = nn.Linear(in_features, out_features)
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+def _add_gaussian_log_prob(
+    total: Tensor, z: Tensor, loc: Tensor | None, log_scale: Tensor | None
+) -> Tensor:
+    """total + log N(z; loc, exp(log_scale)^2) over ``[C, H, W]`` (``None``: zero mean, unit
+    scale), summed in the order the unconditional flows always did, so they score as before."""
+    if loc is None or log_scale is None:
+        return total + standard_normal_log_prob(z, 3)
+    eps = (z - loc) * torch.exp(-log_scale)
+    return total + standard_normal_log_prob(eps, 3) - log_scale.expand_as(z).flatten(-3).sum(-1)
 
 
 def _vector_steps(
@@ -210,16 +302,13 @@ def _vector_steps(
     return Compose(parts)
 
 
-def _no_context(context: Tensor | None) -> None:
-    if context is not None:
-        raise ValueError(
-            "the multi-scale image flows take no context; use a vector flow (realnvp, maf, "
-            "nsf, nsf-ar) with context_size= for a conditional density"
-        )
-
-
 def _image_levels(
-    kind: str, shape: tuple[int, int, int], levels: int, steps: int, hidden: int
+    kind: str,
+    shape: tuple[int, int, int],
+    levels: int,
+    steps: int,
+    hidden: int,
+    context_size: int | None = None,
 ) -> MultiScale:
     c, h, w = shape
     blocks: list[Bijection] = []
@@ -233,13 +322,18 @@ def _image_levels(
         parts: list[Bijection] = []
         if kind == "realnvp":  # checkerboard couplings, squeeze, channel couplings (Sec. 3.6)
             parts += [
-                AffineCoupling(c, "checkerboard", flip=i % 2 == 1, hidden=hidden)
+                AffineCoupling(
+                    c, "checkerboard", flip=i % 2 == 1, hidden=hidden, context_size=context_size
+                )
                 for i in range(steps)
             ]
             parts.append(Squeeze())
             c, h, w = 4 * c, h // 2, w // 2
             parts += [
-                AffineCoupling(c, "channel", flip=i % 2 == 1, hidden=hidden) for i in range(steps)
+                AffineCoupling(
+                    c, "channel", flip=i % 2 == 1, hidden=hidden, context_size=context_size
+                )
+                for i in range(steps)
             ]
         else:  # glow: squeeze, then K steps of ActNorm, 1x1 convolution, affine coupling
             parts.append(Squeeze())
@@ -248,13 +342,15 @@ def _image_levels(
                 parts += [
                     ActNorm(c),
                     InvertibleConv1x1(c),
-                    AffineCoupling(c, "channel", flip=i % 2 == 1, hidden=hidden),
+                    AffineCoupling(
+                        c, "channel", flip=i % 2 == 1, hidden=hidden, context_size=context_size
+                    ),
                 ]
         blocks.append(Compose(parts))
         shapes.append((c, h, w))
         if level < levels - 1:
             c -= c // 2
-    return MultiScale(blocks, shapes)
+    return MultiScale(blocks, shapes, context_size)
 
 
 def build_flow(
@@ -269,9 +365,12 @@ def build_flow(
 ) -> Density:
     """The core density (``GaussianFlow`` or ``MultiScale``) that ``FLOWS[family]`` names.
 
-    With ``context_size`` (vector flows) the density is conditional, p(y | context): every
+    With ``context_size`` (every family) the density is conditional, p(y | context): every
     step's conditioner also sees a context ``[..., context_size]``, so the same flows serve as
-    priors or posteriors elsewhere (``log_prob(y, context)``, ``sample(n, context=...)``).
+    priors or posteriors elsewhere (``log_prob(y, context)``, ``sample(n, context=...)`` with
+    a context ``[n, context_size]``, one per draw). The image flows (``MultiScale``) take a
+    context ``[B, context_size]`` per image and also condition their factored-out and top
+    Gaussians on it, through zero-initialised linear maps.
     """
     return FLOWS.build(
         family,
@@ -310,15 +409,13 @@ def _image(kind: str):
         context_size: int | None = None,
         **_: object,
     ) -> Density:
-        if context_size is not None:
-            _no_context(torch.zeros(()))
         if len(event_shape) != 3:
             raise ValueError(
                 f"{kind} is an image flow: it needs [C, H, W] data, got points of shape "
                 f"{list(event_shape)}; use realnvp, maf or nsf for vectors"
             )
         c, h, w = event_shape
-        return _image_levels(kind, (c, h, w), levels, steps, hidden[0])
+        return _image_levels(kind, (c, h, w), levels, steps, hidden[0], context_size)
 
     return build
 
