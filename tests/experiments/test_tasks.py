@@ -102,7 +102,7 @@ def test_a_missing_required_key_names_the_file_the_key_and_the_choices(tmp_path:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert (
-        f"{path}: data.name is required: one of binarized_mnist, mnist, fashion_mnist, dsprites"
+        f"{path}: data.name is required: one of binarized_mnist, mnist, mnist_t10k, fashion_mnist, dsprites"
         in str(info.value)
     )
 
@@ -139,7 +139,7 @@ def test_capabilities_decide_what_combines() -> None:
     with pytest.raises(ConfigError, match=r"planar flow has none"):
         load("vae-planar-mnist", ["objective.name=iwae", "objective.dreg=true"])
     with pytest.raises(
-        ConfigError, match=r"data.binarize applies to data.name=mnist, fashion_mnist"
+        ConfigError, match=r"data.binarize applies to data.name=mnist, mnist_t10k, fashion_mnist"
     ):
         load("vae-mnist", ["data.binarize=dynamic"])
     with pytest.raises(ConfigError, match=r"objective.name: 'sleep' is not one of"):

@@ -14,10 +14,12 @@ from .files import (
 )
 from .idx import dynamic_binarize, fashion_mnist, mnist, read_idx
 from .splits import DATASETS, Splits
+from .tabular import TABULAR_SETS, tabular
 
 __all__ = [
     "DATASETS",
     "ENV_VAR",
+    "TABULAR_SETS",
     "ChecksumError",
     "CorruptDataError",
     "DSprites",
@@ -37,4 +39,5 @@ __all__ = [
     "require_factors",
     "sample_factors",
     "search_dirs",
+    "tabular",
 ]
