@@ -5,8 +5,10 @@ and the autoregressive neural spline flow (4 steps of 8-bin rational-quadratic s
 same MADEs), on 64-dimensional data (the 8x8 digits' size) at batch 256, one Adam step of
 -mean log p(x) per call. dgm: ``FLOWS["maf"]`` and ``FLOWS["nsf-ar"]`` (which also has an
 ActNorm per step); zuko: ``zuko.flows.MAF`` and ``zuko.flows.NSF``; normflows:
-``MaskedAffineAutoregressive`` and ``MaskedPiecewiseRationalQuadraticAutoregressive`` (linear
-tails at 3) with plain MADEs (``num_blocks=1, use_residual_blocks=False``: two hidden layers,
+``MaskedAffineAutoregressive`` (turned around so that it scores data in one pass, as
+normflows' own spline wrapper does; ``--normflows-as-is`` times it unswapped, the D-pass
+direction its ``forward_kld`` otherwise takes) and
+``MaskedPiecewiseRationalQuadraticAutoregressive`` (linear tails at 3) with plain MADEs (``num_blocks=1, use_residual_blocks=False``: two hidden layers,
 as in dgm and zuko; normflows' spline wrapper would add residual blocks) and random
 permutations between steps, scored by ``NormalizingFlow.forward_kld``. zuko and normflows are
 optional benchmark dependencies (``pip install zuko normflows``), never runtime ones; a
@@ -67,7 +69,7 @@ def zuko_step(family: str) -> Callable[[torch.Tensor], None]:
     return step
 
 
-def normflows_step(family: str) -> Callable[[torch.Tensor], None]:
+def normflows_step(family: str, as_is: bool = False) -> Callable[[torch.Tensor], None]:
     import normflows as nf
     from normflows.flows.neural_spline.autoregressive import (
         MaskedPiecewiseRationalQuadraticAutoregressive,
@@ -96,15 +98,34 @@ def normflows_step(family: str) -> Callable[[torch.Tensor], None]:
             z, log_det = self.spline(z, context=context)
             return z, log_det.view(-1)
 
+    class OnePassMAF(nf.flows.Flow):
+        # normflows' flows map noise to data and ``forward_kld`` scores data through each
+        # flow's ``inverse``; ``MaskedAffineAutoregressive.inverse`` is its D-pass direction,
+        # so a MAF built from it as it is scores in D network passes (``--normflows-as-is``).
+        # Swapped, as normflows' own spline wrapper does, it scores in one pass, like MAF.
+        def __init__(self) -> None:
+            super().__init__()
+            self.maf = nf.flows.MaskedAffineAutoregressive(
+                D, HIDDEN[0], num_blocks=len(HIDDEN) - 1, use_residual_blocks=False
+            )
+
+        def forward(self, z, context=None):
+            return self.maf.inverse(z, context=context)
+
+        def inverse(self, z, context=None):
+            return self.maf(z, context=context)
+
     torch.manual_seed(0)
     flows: list[torch.nn.Module] = []
     for _ in range(STEPS):
-        if family == "maf":
+        if family == "maf" and as_is:
             flows.append(
                 nf.flows.MaskedAffineAutoregressive(
                     D, HIDDEN[0], num_blocks=len(HIDDEN) - 1, use_residual_blocks=False
                 )
             )
+        elif family == "maf":
+            flows.append(OnePassMAF())
         else:
             flows.append(AutoregressiveSpline())
         flows.append(nf.flows.Permute(D, mode="shuffle"))
@@ -136,10 +157,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--normflows-as-is",
+        action="store_true",
+        help="normflows' MaskedAffineAutoregressive unswapped (scores in D passes)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x = torch.randn(256, D)
-    peers = {"zuko": zuko_step, "normflows": normflows_step}
+    peers = {
+        "zuko": zuko_step,
+        "normflows": lambda family: normflows_step(family, args.normflows_as_is),
+    }
     present = [name for name in peers if _available(name)]
     rows, payload = [], {}
     for family, label in (("maf", "MAF"), ("nsf-ar", "NSF (autoregressive)")):
@@ -160,12 +189,15 @@ def main() -> None:
     table = (
         f"One Adam step of -mean log p(x), D = {D}, batch 256, {STEPS} autoregressive steps "
         f"on MADEs of widths {HIDDEN}; median over {args.rounds} interleaved rounds of "
-        f"{args.steps} steps, {args.threads} torch thread(s).\n\n"
+        f"{args.steps} steps, {args.threads} torch thread(s)"
+        + (", normflows' MAF unswapped (D passes per score)" if args.normflows_as_is else "")
+        + ".\n\n"
         "| flow | dgm ms | zuko ms | dgm / zuko | normflows ms | dgm / normflows | "
         f"parameters ({' / '.join(['dgm', *present])}) |\n"
         "| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows)
     )
-    path = write_result("flow_step_time", {"rounds": args.rounds, "results": payload}, table)
+    name = "flow_step_time" + ("_normflows_as_is" if args.normflows_as_is else "")
+    path = write_result(name, {"rounds": args.rounds, "results": payload}, table)
     print(table)
     print(f"wrote {path}")
 
