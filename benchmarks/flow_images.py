@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the result files (budget variants)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=1, help="families trained at a time")
+    parser.add_argument("--note", default="", help="a sentence for the result file (e.g. load)")
     parser.add_argument(
         "--protocol",
         choices=("cpu", "gpu"),
@@ -123,6 +124,7 @@ def main() -> None:
     if args.protocol == "gpu":
         args.data, args.steps, args.batch_size, args.test_points = "mnist", 78125, 128, 10000
         args.flow_steps, args.hidden = 8, [128]
+    torch.set_num_threads(args.threads)  # the result file's machine line reports the runs' count
     jobs = [
         (family, overrides(args, family), str(run_dir(args, family)), args.threads)
         for family in args.families
@@ -152,6 +154,8 @@ def main() -> None:
         "| family | test bits/dim (K=8) | K=1 | steps | epochs | train s | published |\n"
         "| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows)
     )
+    if args.note:
+        table += f"\n\n{args.note}"
     path = write_result(
         f"flow_images_{args.data}{args.tag}",
         {
