@@ -13,7 +13,8 @@ GPU training at far larger sizes on all 60000 training digits (Glow: 3 levels of
 channels); this is a budgeted run, stated as such in the result file.
 
     python benchmarks/flow_images.py --data mnist_t10k [--steps 6000] [--families glow realnvp-image]
-    python benchmarks/flow_images.py --data fashion_mnist --steps 8000 --families glow
+    python benchmarks/flow_images.py --data fashion_mnist --steps 5000 --families glow
+    python benchmarks/flow_images.py --families maf --flow-steps 5 --hidden 1024 --lr 1e-4 --batch-size 100
     python benchmarks/flow_images.py --protocol gpu      # on a GPU: the tutorial's budget
 
 ``--protocol gpu`` is the UvA tutorial's training budget on the full MNIST training set
@@ -67,6 +68,8 @@ def overrides(args: argparse.Namespace, family: str) -> list[str]:
         "data.valid_points=1000",
         f"data.test_points={args.test_points}",
         f"train.batch_size={args.batch_size}",
+        f"train.lr={args.lr}",
+        f"train.grad_clip={'null' if args.grad_clip is None else args.grad_clip}",
         f"model.levels={args.levels}",
         f"model.family={family}",
         f"model.steps={args.flow_steps}",
@@ -104,6 +107,8 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--test-points", type=int, default=1000)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip")
     parser.add_argument("--flow-steps", type=int, default=4)
     parser.add_argument(
         "--hidden", type=int, nargs="+", default=[64], help="channels (image flows) or widths"
@@ -146,7 +151,9 @@ def main() -> None:
     )
     table = (
         f"{args.data} (8-bit), {train_size} training images, {args.steps} steps of batch "
-        f"{args.batch_size} per family ({args.jobs} at a time, {args.threads} CPU threads each), {args.levels} levels of "
+        f"{args.batch_size} per family (Adam {args.lr:g}"
+        + (f", gradient norm clipped at {args.grad_clip:g}" if args.grad_clip else "")
+        + f"; {args.jobs} at a time, {args.threads} CPU thread(s) each), {args.levels} levels of "
         f"{args.flow_steps} steps with hidden sizes {args.hidden} (channels of an image flow's conditioners, widths of a dense flow's MADEs); test bits/dim on "
         f"{args.test_points} test images, importance-weighted over 8 dequantization draws (and "
         "one). Published (other protocols: all 60000 training images, the full test set, "

@@ -41,9 +41,10 @@ SPLIT_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
 
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No DGM_DATA_DIR, an empty cache, and no network (downloads hit a closed port)."""
+    """No DGM_DATA_DIR, an empty cache, no Debian Fashion-MNIST, and no network."""
     monkeypatch.delenv("DGM_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(idx, "FASHION_DEBIAN_DIR", tmp_path / "no-debian-package")
     return tmp_path
 
 

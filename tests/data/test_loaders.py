@@ -28,9 +28,10 @@ def write_amat(path: Path, rows: np.ndarray) -> None:
 
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No DGM_DATA_DIR, an empty cache, and no network (downloads hit a closed port)."""
+    """No DGM_DATA_DIR, an empty cache, no Debian Fashion-MNIST, and no network."""
     monkeypatch.delenv("DGM_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(idx, "FASHION_DEBIAN_DIR", tmp_path / "no-debian-package")
     return tmp_path
 
 
@@ -223,3 +224,25 @@ def test_mnist_t10k_cuts_the_test_set_into_disjoint_splits_fixed_across_seeds(
             train_points=None,
             **{**options, "valid_points": 25, "test_points": 25},
         )
+
+
+def test_fashion_mnist_is_found_in_the_debian_folder_when_dgm_data_dir_is_set_elsewhere(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    debian = isolated / "usr-share-datasets-fashion-mnist"
+    debian.mkdir()
+    images = np.random.default_rng(1).integers(0, 256, (4, 28, 28)).astype(np.uint8)
+    write_idx(debian / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(debian / "t10k-labels-idx1-ubyte.gz", np.arange(4, dtype=np.uint8))
+    names = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    md5 = {n: hashlib.md5((debian / n).read_bytes()).hexdigest() for n in names}
+    monkeypatch.setattr(idx, "_FASHION_DEBIAN_MD5", {**idx._FASHION_DEBIAN_MD5, **md5})
+    monkeypatch.setattr(idx, "FASHION_DEBIAN_DIR", debian)
+    elsewhere = isolated / "mnist-only"
+    elsewhere.mkdir()
+    monkeypatch.setenv("DGM_DATA_DIR", str(elsewhere))  # set for MNIST: must not hide Debian's
+    x, y = idx.fashion_mnist("test", download=False)
+    assert x.shape == (4, 784) and y.tolist() == [0, 1, 2, 3]
+    monkeypatch.setattr(idx, "FASHION_DEBIAN_DIR", isolated / "absent")
+    with pytest.raises(DataNotFoundError, match="absent"):  # the fallback is listed as looked in
+        idx.fashion_mnist("test", download=False)

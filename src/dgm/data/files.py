@@ -131,16 +131,20 @@ def find_or_download(
     subdir: str = "",
     needed: Sequence[RemoteFile] = (),
     alternative: str = "",
+    fallback_dirs: Sequence[Path] = (),
 ) -> Path:
     """Path of a verified copy of ``remote``: found in the search dirs, or downloaded.
 
-    Each search directory is looked at directly and in its ``subdir`` (e.g. ``mnist/``);
-    downloads go to ``subdir`` of the first writable one. When there is no copy and none can
-    be downloaded, the ``DataNotFoundError`` lists ``needed`` (every file the data set needs;
-    default: just ``remote``) and ``alternative`` (another way to provide the data).
+    Each search directory is looked at directly and in its ``subdir`` (e.g. ``mnist/``), then
+    each of ``fallback_dirs`` (where a system package installs the files; never written to);
+    downloads go to ``subdir`` of the first writable search directory. When there is no copy
+    and none can be downloaded, the ``DataNotFoundError`` lists ``needed`` (every file the
+    data set needs; default: just ``remote``) and ``alternative`` (another way to provide the
+    data).
     """
     dirs = search_dirs(data_dir)
-    for d in dirs:
+    dirs_with_fallback = [*dirs, *map(Path, fallback_dirs)]
+    for d in dirs_with_fallback:
         for candidate in (d / remote.name, d / subdir / remote.name):
             if candidate.is_file():
                 verify(candidate, remote)
@@ -154,7 +158,9 @@ def find_or_download(
         except OSError as e:
             failure = str(e)
     files = list(needed) or [remote]
-    raise DataNotFoundError(missing_message(dataset, files, dirs, failure, subdir, alternative))
+    raise DataNotFoundError(
+        missing_message(dataset, files, dirs_with_fallback, failure, subdir, alternative)
+    )
 
 
 def _first_writable(dirs: list[Path]) -> Path:

@@ -114,6 +114,7 @@ def _load(
     download: bool,
     generator: torch.Generator | None,
     also: dict[str, str] | None = None,
+    fallback_dirs: tuple[Path, ...] = (),
 ) -> tuple[Tensor, Tensor]:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -137,6 +138,7 @@ def _load(
             download,
             subdir,
             needed=list(remotes.values()),
+            fallback_dirs=fallback_dirs,
         )
         for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz")
     ]
@@ -191,9 +193,9 @@ def fashion_mnist(
     download: bool = True,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Fashion-MNIST, as ``mnist``; also found where Debian's dataset-fashion-mnist puts it."""
-    if data_dir is None and FASHION_DEBIAN_DIR.is_dir() and not os.environ.get("DGM_DATA_DIR"):
-        data_dir = FASHION_DEBIAN_DIR
+    """Fashion-MNIST, as ``mnist``; also found where Debian's dataset-fashion-mnist puts it
+    (``FASHION_DEBIAN_DIR``, looked at after the search directories: ``DGM_DATA_DIR`` set
+    for other data sets does not hide it)."""
     return _load(
         "Fashion-MNIST",
         _FASHION_URLS,
@@ -205,4 +207,5 @@ def fashion_mnist(
         download,
         generator,
         _FASHION_DEBIAN_MD5,
+        (FASHION_DEBIAN_DIR,),
     )
