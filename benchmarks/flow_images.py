@@ -179,7 +179,7 @@ def main() -> None:
         f"{args.test_points} test images, importance-weighted over 8 dequantization draws (and "
         "one). Published (other protocols: all 60000 training images, the full test set, "
         "larger models trained for days on GPUs): " + PUBLISHED_NOTE[args.data] + "\n\n"
-        "| family | test bits/dim (K=8) | K=1 | steps | median digit | digits > 8 bits | "
+        "| family | test bits/dim (K=8) | K=1 | steps | median image | images > 8 bits/dim | "
         "epochs | train s | published |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows)
     )
