@@ -189,28 +189,47 @@ def _mnist_t10k(
     training parts (the rest: 8000 with the default 1000 + 1000 held out). For machines that
     have only the test set; its numbers are not comparable with models trained on 50000."""
     images, targets = mnist("test", data_dir)
-    order = torch.randperm(
-        len(images), generator=torch.Generator().manual_seed(MNIST_T10K_SPLIT_SEED)
+    x, labels = _held_out_cut(
+        images,
+        targets,
+        MNIST_T10K_SPLIT_SEED,
+        train_points,
+        valid_points,
+        test_points,
+        "mnist_t10k has",
     )
-    images, targets = images[order], targets[order]
+    gen = torch.Generator().manual_seed(seed)
+    return _grayscale_splits(x["train"], x["valid"], x["test"], labels, binarize, gen)
+
+
+def _held_out_cut(
+    x: Tensor,
+    y: Tensor,
+    seed: int,
+    train_points: int | None,
+    valid_points: int,
+    test_points: int,
+    owner: str,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Points and labels permuted by ``seed``, cut into validation (first), test (next) and
+    training (the rest, its first ``train_points``) parts; ``owner`` starts the error
+    ("the 8x8 digits have")."""
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    x, y = x[order], y[order]
     v, t = valid_points, test_points
-    if v + t >= len(images):
+    if v + t >= len(x):
         raise ValueError(
-            f"mnist_t10k has {len(images)} images: data.valid_points + data.test_points "
-            f"({v} + {t}) leave none to train on"
+            f"{owner} {len(x)} images: data.valid_points + data.test_points ({v} + {t}) leave "
+            "none to train on"
         )
     parts = {"valid": slice(0, v), "test": slice(v, v + t), "train": slice(v + t, None)}
-    labels = {k: targets[s] for k, s in parts.items()}
-    labels["train"] = labels["train"][:train_points]
-    gen = torch.Generator().manual_seed(seed)
-    return _grayscale_splits(
-        images[parts["train"]][:train_points],
-        images[parts["valid"]],
-        images[parts["test"]],
-        labels,
-        binarize,
-        gen,
+    points = {k: x[s] for k, s in parts.items()}
+    labels = {k: y[s] for k, s in parts.items()}
+    points["train"], labels["train"] = (
+        points["train"][:train_points],
+        labels["train"][:train_points],
     )
+    return points, labels
 
 
 def _digits(
@@ -222,19 +241,10 @@ def _digits(
     bunch = load_digits()
     x = torch.from_numpy(bunch.images.reshape(len(bunch.images), -1)).float() / 16
     y = torch.from_numpy(bunch.target).long()
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    x, y = x[order], y[order]
-    v, t = valid_points, test_points
-    if v + t >= len(x):
-        raise ValueError(
-            f"the 8x8 digits have {len(x)} images: data.valid_points + data.test_points "
-            f"({v} + {t}) leave none to train on"
-        )
-    parts = {"valid": slice(0, v), "test": slice(v, v + t), "train": slice(v + t, None)}
-    train = x[parts["train"]][:train_points]
-    labels = {k: y[s] for k, s in parts.items()}
-    labels["train"] = labels["train"][:train_points]
-    return Splits(train, x[parts["valid"]], x[parts["test"]], (8, 8), side={"labels": labels})
+    points, labels = _held_out_cut(
+        x, y, seed, train_points, valid_points, test_points, "the 8x8 digits have"
+    )
+    return Splits(points["train"], points["valid"], points["test"], (8, 8), side={"labels": labels})
 
 
 def _toy(name: str) -> Callable[..., Splits]:
@@ -278,6 +288,15 @@ def _tabular(name: str) -> Callable[..., Splits]:
 
 
 DATASETS: Registry[Splits] = Registry("data set")
+# MNIST and Fashion-MNIST (and the test digits alone): 8-bit 28x28 IDX files, fetched when missing
+_GRAYSCALE_28: dict[str, Any] = {
+    "kind": "image",
+    "shape": (28, 28),
+    "levels": 256,
+    "binarize": True,
+    "factors": False,
+    "download": "auto",
+}
 DATASETS.add(
     "binarized_mnist",
     _binarized_mnist,
@@ -294,37 +313,22 @@ DATASETS.add(
     "mnist",
     _idx(mnist),
     "MNIST in [0, 1] (binarize: dynamic or threshold), with labels",
-    kind="image",
-    shape=(28, 28),
-    levels=256,
-    binarize=True,
+    **_GRAYSCALE_28,
     train_size=50000,
-    factors=False,
-    download="auto",
 )
 DATASETS.add(
     "mnist_t10k",
     _mnist_t10k,
     "MNIST's 10000 test digits alone, cut 8000 / 1000 / 1000 (when only the test set is at hand)",
-    kind="image",
-    shape=(28, 28),
-    levels=256,
-    binarize=True,
+    **_GRAYSCALE_28,
     train_size=8000,  # 10000 less the default 1000 + 1000 held out
-    factors=False,
-    download="auto",
 )
 DATASETS.add(
     "fashion_mnist",
     _idx(fashion_mnist),
     "Fashion-MNIST in [0, 1] (binarize: dynamic or threshold), with labels",
-    kind="image",
-    shape=(28, 28),
-    levels=256,
-    binarize=True,
+    **_GRAYSCALE_28,
     train_size=50000,
-    factors=False,
-    download="auto",
 )
 DATASETS.add(
     "dsprites",
