@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from . import files
-from .files import CorruptDataError, DataNotFoundError, RemoteFile, cache_dir, search_dirs
+from .files import CorruptDataError, RemoteFile, cache_dir, search_dirs
 
 ARCHIVE = RemoteFile(
     "data.tar.gz",
@@ -372,25 +372,6 @@ def _find_members(spec: TabularSet, dirs: list[Path]) -> list[Path] | None:
     return None
 
 
-def _find_archive(dirs: list[Path]) -> Path | None:
-    for d in dirs:
-        for candidate in (d / ARCHIVE.name, d / SUBDIR / ARCHIVE.name):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _verify_archive(path: Path) -> None:
-    try:
-        files.verify(path, ARCHIVE)
-    except CorruptDataError as e:
-        raise CorruptDataError(
-            f"{e}. (The md5 is the value other projects cite for the archive. If yours is the "
-            f"genuine file, extract its data/<set>/ folders into {path.parent} yourself: the "
-            "members are checked by the sizes their preprocessing gives.)"
-        ) from None
-
-
 def _safe_member_name(info: tarfile.TarInfo, archive: Path) -> str:
     """The member's name without a leading ``./``; refuses absolute names and ``..`` parts."""
     name = info.name.replace("\\", "/")
@@ -451,44 +432,39 @@ def _extract(archive: Path, spec: TabularSet, target: Path) -> list[Path]:
     return [wanted[f"data/{m}"] for m in spec.members]
 
 
-def _missing(name: str, dirs: list[Path], failure: str) -> DataNotFoundError:
-    spec = TABULAR_SETS[name]
-    members = ", ".join(spec.members)
-    alternative = (
-        f"Or, instead of the archive, its members {members} (from its data/ folder), in "
-        f"<dir>/{SUBDIR}/{spec.folder}/, <dir>/{spec.folder}/ or <dir>/data/{spec.folder}/ "
-        "of one of those directories"
-    )
-    dataset = f"{name} (MAF's tabular sets, {ARCHIVE.name}: about 1 GB, doi {ARCHIVE_DOI})"
-    return DataNotFoundError(
-        files.missing_message(dataset, [ARCHIVE], dirs, failure, SUBDIR, alternative)
-    )
-
-
 _OPT_IN = (
-    "the download is opt-in (about 1 GB from zenodo): set data.download=true in the "
-    "configuration (--set data.download=true), or call tabular(..., download=True)"
+    "The download is opt-in (about 1 GB from zenodo): set data.download=true in the "
+    "configuration (--set data.download=true), or call tabular(..., download=True)."
 )
 
 
 def _raw_paths(name: str, data_dir: str | os.PathLike[str] | None, download: bool) -> list[Path]:
+    """The set's raw members: found extracted, or extracted from the archive, which is found
+    or (with ``download``) downloaded by ``files.find_or_download`` into ``maf/``."""
     spec = TABULAR_SETS[name]
-    dirs = search_dirs(data_dir)
-    found = _find_members(spec, dirs)
+    found = _find_members(spec, search_dirs(data_dir))
     if found is not None:
         return found
-    archive = _find_archive(dirs)
-    if archive is not None:
-        _verify_archive(archive)
-    elif not download:
-        raise _missing(name, dirs, _OPT_IN)
-    else:
-        try:
-            archive = files.download(ARCHIVE, files._first_writable(dirs) / SUBDIR)
-        except files.ChecksumError:
-            raise
-        except OSError as e:
-            raise _missing(name, dirs, str(e)) from None
+    alternative = (
+        f"Or, instead of the archive, its members {', '.join(spec.members)} (from its data/ "
+        f"folder), in <dir>/{SUBDIR}/{spec.folder}/, <dir>/{spec.folder}/ or "
+        f"<dir>/data/{spec.folder}/ of one of those directories."
+    )
+    try:
+        archive = files.find_or_download(
+            ARCHIVE,
+            data_dir,
+            f"{name} (MAF's tabular sets, {ARCHIVE.name}: about 1 GB, doi {ARCHIVE_DOI})",
+            download,
+            SUBDIR,
+            alternative=alternative if download else f"{_OPT_IN}\n{alternative}",
+        )
+    except CorruptDataError as e:
+        raise CorruptDataError(
+            f"{e}. (The md5 is the value other projects cite for the archive. If yours is the "
+            f"genuine file, extract its data/<set>/ folders into a search directory yourself: "
+            "the members are checked by the sizes their preprocessing gives.)"
+        ) from None
     return _extract(archive, spec, cache_dir() / SUBDIR)
 
 
