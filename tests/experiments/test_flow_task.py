@@ -1,5 +1,6 @@
 """The flow task: a model with no guide, trained by maximum likelihood, checked before training."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,23 @@ def test_bad_flow_settings_fail_before_training(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load(name, overrides)
+
+
+def test_evaluation_reports_the_median_and_the_images_worse_than_uniform() -> None:
+    cfg = load("flow-digits-glow", smoke=True)
+    task = create(cfg)
+    data = task.data()
+    model = task.build(data, training=False)["model"]
+    dims = data.test[0].numel()
+
+    def log_prob(x: torch.Tensor) -> torch.Tensor:  # image i costs exactly mean(x_i) bits/dim
+        return -x.flatten(1).mean(1) * dims * math.log(2)
+
+    model.log_prob = log_prob  # type: ignore[method-assign]
+    metrics = task.evaluate({"model": model}, data)
+    bits = data.test.flatten(1).mean(1)
+    assert metrics["test_bits_per_dim_k2_median"] == pytest.approx(bits.median().item(), abs=1e-4)
+    uniform = math.log2(17)  # the 8x8 digits have 17 levels
+    assert metrics["test_points_worse_than_uniform"] == int((bits > uniform).sum())
+    assert 0 < metrics["test_points_worse_than_uniform"] < len(bits)  # the check can tell
+    assert metrics["test_bits_per_dim_k2"] == pytest.approx(bits.mean().item(), abs=1e-4)

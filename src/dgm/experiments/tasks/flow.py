@@ -178,12 +178,17 @@ class FlowTask(Task[FlowConfig]):
             }
         one = bits_per_dim(model.log_prob, test, 1, e.batch_size)
         many = bits_per_dim(model.log_prob, test, e.draws, e.batch_size)
+        levels = self._entry.levels
         return {
             f"test_bits_per_dim_k{e.draws}": many.mean().item(),
             "test_bits_per_dim_stderr": _stderr(many),
             "test_bits_per_dim_k1": one.mean().item(),
+            # a mean can hide a few images the model finds astronomically unlikely: the median,
+            # and how many images score worse than the uniform model (log2 L bits/dim)
+            f"test_bits_per_dim_k{e.draws}_median": many.median().item(),
+            "test_points_worse_than_uniform": int((many > math.log2(levels)).sum()),
             "test_points": len(test),
-            "levels": self._entry.levels,
+            "levels": levels,
         }
 
     @torch.no_grad()
