@@ -1,5 +1,13 @@
-"""Objectives: ``log_weights`` and pure per-data-point bounds computed from it."""
+"""Objectives: ``log_weights`` and pure per-data-point bounds computed from it; the
+adversarial losses and penalties of GANs."""
 
+from .adversarial import (
+    CRITIC_LOSSES,
+    GENERATOR_LOSSES,
+    gradient_penalty,
+    r1_penalty,
+    unrolled_generator_loss,
+)
 from .beta_vae import AnnealedCapacity, BetaVAE, beta_vae, kl_terms
 from .concrete import Concrete
 from .dip_vae import DIPVAE, dip_covariance, dip_penalty
@@ -14,8 +22,10 @@ from .total_correlation import BetaTCVAE, log_qz_estimates, tc_decomposition
 from .wake_sleep import RWS, Sleep, WakeSleep, sleep_phi, wake_phi, wake_theta
 
 __all__ = [
+    "CRITIC_LOSSES",
     "DIPVAE",
     "ELBO",
+    "GENERATOR_LOSSES",
     "IWAE",
     "NVIL",
     "OBJECTIVES",
@@ -34,13 +44,16 @@ __all__ = [
     "dip_penalty",
     "elbo",
     "factor_vae_critic_loss",
+    "gradient_penalty",
     "iwae",
     "kl_terms",
     "log_qz_estimates",
     "log_weights",
     "permute_dims",
+    "r1_penalty",
     "sleep_phi",
     "tc_decomposition",
+    "unrolled_generator_loss",
     "vimco_signal",
     "wake_phi",
     "wake_theta",

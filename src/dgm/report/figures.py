@@ -22,20 +22,32 @@ def image_grid(
     title: str = "",
     columns: int | None = None,
 ) -> Path:
-    """Save flattened images ``[N, H*W]`` (values in [0, 1]) as one grid picture."""
+    """Save flattened images ``[N, prod(image_shape)]`` (values in [0, 1]) as one grid picture.
+
+    ``image_shape`` is ``(H, W)`` or ``(1, H, W)`` (grayscale, drawn dark on light) or
+    ``(3, H, W)`` (colour, drawn as RGB: stacked MNIST's three digits in three colours).
+    """
     images = images.detach().float().cpu().clamp(0, 1)
     n = images.shape[0]
     h, w = int(image_shape[-2]), int(image_shape[-1])
+    channels = int(image_shape[0]) if len(image_shape) == 3 else 1
+    if channels not in (1, 3):
+        raise ValueError(
+            f"image_shape must be (H, W), (1, H, W) or (3, H, W), got {tuple(image_shape)}"
+        )
     cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    canvas = images.new_ones(rows * (h + 1) + 1, cols * (w + 1) + 1) * 0.5
+    canvas = images.new_ones(channels, rows * (h + 1) + 1, cols * (w + 1) + 1) * 0.5
     for i in range(n):
         r, c = divmod(i, cols)
-        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
-            images[i].reshape(h, w)
+        canvas[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
+            images[i].reshape(channels, h, w)
         )
     fig = plt.figure(figsize=(cols * w / 60 + 0.5, rows * h / 60 + 0.7))
-    plt.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    if channels == 1:
+        plt.imshow(canvas[0].numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        plt.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest")
     plt.axis("off")
     if title:
         plt.title(title, fontsize=9)
