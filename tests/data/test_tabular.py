@@ -487,6 +487,7 @@ def test_every_data_set_says_how_it_is_downloaded() -> None:
         "mnist",
         "mnist_t10k",
         "fashion_mnist",
+        "stacked_mnist",
     ]
     for name, spec in TABULAR_SETS.items():
         entry = DATASETS[name]

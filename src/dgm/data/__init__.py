@@ -13,12 +13,15 @@ from .files import (
     search_dirs,
 )
 from .idx import dynamic_binarize, fashion_mnist, mnist, read_idx
+from .mixtures import MIXTURES, Mixture, mixture
 from .splits import DATASETS, Splits
+from .stacked import stack_digits, stacked_mnist
 from .tabular import TABULAR_SETS, tabular
 
 __all__ = [
     "DATASETS",
     "ENV_VAR",
+    "MIXTURES",
     "TABULAR_SETS",
     "ChecksumError",
     "CorruptDataError",
@@ -26,6 +29,7 @@ __all__ = [
     "DSpritesFactors",
     "DataNotFoundError",
     "FactorData",
+    "Mixture",
     "RemoteFile",
     "Splits",
     "binarized_mnist",
@@ -33,11 +37,14 @@ __all__ = [
     "dsprites",
     "dynamic_binarize",
     "fashion_mnist",
+    "mixture",
     "mnist",
     "read_amat",
     "read_idx",
     "require_factors",
     "sample_factors",
     "search_dirs",
+    "stack_digits",
+    "stacked_mnist",
     "tabular",
 ]

@@ -36,6 +36,8 @@ from ..registry import Registry
 from .binarized import binarized_mnist
 from .dsprites import FACTOR_NAMES, FACTOR_SIZES, DSpritesFactors, dsprites
 from .idx import dynamic_binarize, fashion_mnist, mnist
+from .mixtures import MIXTURES, mixture
+from .stacked import digit_pool, held_out_parts, stack_digits
 from .tabular import TABULAR_SETS, tabular
 from .toy2d import TOY_DENSITIES, toy2d
 
@@ -50,10 +52,13 @@ class Splits:
         image_shape: the shape of one point as an image (for pictures), e.g. ``(28, 28)``.
         transform: applied to every training batch (e.g. a fresh dynamic binarization).
         side: side information per split, indexed like the data: ``side["labels"]["test"]``
-            (MNIST classes), ``side["factors"]["train"]`` (dSprites factor values ``[N, 5]``),
-            ``side["factor_indices"]["train"]`` (their indices into the factor grid).
+            (MNIST classes; stacked MNIST's 0..999), ``side["factors"]["train"]`` (dSprites
+            factor values ``[N, 5]``), ``side["factor_indices"]["train"]`` (their indices into
+            the factor grid).
         info: anything else, e.g. ``info["factor_names"]``, ``info["factor_data"]`` (a
-            ``dgm.data.FactorData`` that renders observations for chosen factors).
+            ``dgm.data.FactorData`` that renders observations for chosen factors),
+            ``info["mode_centers"]`` ``[M, 2]`` and ``info["mode_std"]`` (a Gaussian mixture's
+            modes, ``ring8`` / ``grid25``), ``info["digit_source"]`` (stacked MNIST's pool).
     """
 
     train: Tensor
@@ -262,6 +267,62 @@ def _toy(name: str) -> Callable[..., Splits]:
     return load
 
 
+def _mixture(name: str) -> Callable[..., Splits]:
+    def load(
+        *, seed: int, train_points: int | None, valid_points: int, test_points: int, **_: Any
+    ) -> Splits:
+        mix = MIXTURES[name]
+        # three independent streams, as the toy densities; the modes travel with the splits
+        return Splits(
+            mixture(name, train_points or MIXTURE_TRAIN_SIZE, seed),
+            mixture(name, valid_points, seed + 1_000_003),
+            mixture(name, test_points, seed + 2_000_006),
+            (2,),
+            info={"mode_centers": mix.centers, "mode_std": mix.std},
+        )
+
+    return load
+
+
+MIXTURE_TRAIN_SIZE = 100000  # PacGAN's num_sample
+STACKED_TRAIN_SIZE = 50000
+
+
+def _stacked_mnist(
+    *,
+    data_dir: str | None,
+    seed: int,
+    train_points: int | None,
+    valid_points: int,
+    test_points: int,
+    **_: Any,
+) -> Splits:
+    """Stacked MNIST (``stacked.py``), flattened ``[N, 3 * 784]``: training images from the
+    pool's digits outside its fixed held-out 10%, validation and test images from that 10%;
+    three independent streams of ``seed``."""
+    digits, labels, source = digit_pool(data_dir)
+    parts = held_out_parts(len(digits))
+    streams = {
+        "train": (train_points or STACKED_TRAIN_SIZE, seed, parts["train"]),
+        "valid": (valid_points, seed + 1_000_003, parts["held_out"]),
+        "test": (test_points, seed + 2_000_006, parts["held_out"]),
+    }
+    images, stacked = {}, {}
+    for split, (n, split_seed, among) in streams.items():
+        x, stacked[split] = stack_digits(
+            digits, labels, n, np.random.default_rng(split_seed), among
+        )
+        images[split] = x.view(n, -1)  # a view: no copy of the (up to 470 MB) training images
+    return Splits(
+        images["train"],
+        images["valid"],
+        images["test"],
+        (3, 28, 28),
+        side={"labels": stacked},
+        info={"digit_source": source},
+    )
+
+
 def _tabular(name: str) -> Callable[..., Splits]:
     def load(
         *,
@@ -379,6 +440,33 @@ for _name in TOY_DENSITIES:
         factors=False,
         download="none",
     )
+for _name, _mix in MIXTURES.items():
+    DATASETS.add(
+        _name,
+        _mixture(_name),
+        f"{_mix.summary}, generated; modes in info['mode_centers'], info['mode_std']",
+        kind="points",
+        shape=(2,),
+        levels=None,
+        binarize=False,
+        train_size=MIXTURE_TRAIN_SIZE,
+        factors=False,
+        download="none",
+    )
+DATASETS.add(
+    "stacked_mnist",
+    _stacked_mnist,
+    "stacked MNIST: 3 digits as channels, 1000 labels 100*d0+10*d1+d2 (Metz et al. 2017), "
+    "from MNIST's training digits (its test digits when those are absent); held-out digits "
+    "for validation and test",
+    kind="image",
+    shape=(3, 28, 28),
+    levels=256,
+    binarize=False,
+    train_size=STACKED_TRAIN_SIZE,
+    factors=False,
+    download="auto",
+)
 for _name, _set in TABULAR_SETS.items():
     DATASETS.add(
         _name,

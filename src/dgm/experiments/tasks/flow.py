@@ -107,7 +107,7 @@ class FlowTask(Task[FlowConfig]):
 
     def _event_shape(self) -> tuple[int, ...]:
         shape = tuple(self._entry.shape)
-        return (1, *shape) if self._image else shape
+        return (1, *shape) if self._image and len(shape) == 2 else shape
 
     def data(self) -> Splits:
         splits = self.cfg.data.load(self.cfg.train.seed)
