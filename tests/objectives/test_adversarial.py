@@ -118,7 +118,12 @@ class _Tiny(nn.Module):
 
 
 def _unrolled(
-    theta: torch.Tensor, critic: nn.Module, real: torch.Tensor, z: torch.Tensor, k: int
+    theta: torch.Tensor,
+    critic: nn.Module,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    k: int,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> torch.Tensor:
     fake = theta[0] * z + theta[1]
     return unrolled_generator_loss(
@@ -129,12 +134,23 @@ def _unrolled(
         fake,
         steps=k,
         lr=0.5,
+        optimizer=optimizer,
     )
 
 
-def test_unrolled_gradient_differs_from_the_plain_one_and_matches_finite_differences() -> None:
+@pytest.mark.parametrize("adam", [False, True])
+def test_unrolled_gradient_differs_from_the_plain_one_and_matches_finite_differences(
+    adam: bool,
+) -> None:
     torch.manual_seed(0)
     critic = _Tiny().double()
+    optimizer = None
+    if adam:  # Adam unrolled from the critic optimizer's moments after two real updates
+        optimizer = torch.optim.Adam(critic.parameters(), lr=0.05, betas=(0.5, 0.999))
+        for _ in range(2):
+            optimizer.zero_grad()
+            critic(torch.randn(8, 1, dtype=torch.float64)).pow(2).mean().backward()
+            optimizer.step()
     real, z = torch.randn(8, 1, dtype=torch.float64) + 2, torch.randn(8, 1, dtype=torch.float64)
     theta = torch.tensor([0.7, -0.3], dtype=torch.float64, requires_grad=True)
     before = [p.detach().clone() for p in critic.parameters()]
@@ -143,7 +159,7 @@ def test_unrolled_gradient_differs_from_the_plain_one_and_matches_finite_differe
     direct = GENERATOR_LOSSES.build("non_saturating")(None, critic(theta[0] * z + theta[1]))
     assert torch.allclose(plain, direct)
     (g0,) = torch.autograd.grad(plain, theta)
-    (g3,) = torch.autograd.grad(_unrolled(theta, critic, real, z, 3), theta)
+    (g3,) = torch.autograd.grad(_unrolled(theta, critic, real, z, 3, optimizer), theta)
     assert (g3 - g0).abs().max() > 1e-3  # unrolling changes what the generator is told
 
     eps = 1e-6
@@ -151,9 +167,38 @@ def test_unrolled_gradient_differs_from_the_plain_one_and_matches_finite_differe
     for i in range(2):
         d = torch.zeros(2, dtype=torch.float64)
         d[i] = eps
-        up = _unrolled((theta + d).detach(), critic, real, z, 3)
-        down = _unrolled((theta - d).detach(), critic, real, z, 3)
+        up = _unrolled((theta + d).detach(), critic, real, z, 3, optimizer)
+        down = _unrolled((theta - d).detach(), critic, real, z, 3, optimizer)
         fd[i] = (up - down) / (2 * eps)
     assert torch.allclose(g3, fd, rtol=1e-5, atol=1e-8)
-    # the module's own parameters are untouched
+    # the module's own parameters (and the optimizer's moments) are untouched
     assert all(torch.equal(a, b) for a, b in zip(before, critic.parameters(), strict=True))
+    if optimizer is not None:
+        assert all(int(s["step"]) == 2 for s in optimizer.state.values())
+
+
+def test_unrolled_adam_steps_equal_torchs_adam() -> None:
+    # the differentiable Adam moves the critic exactly as torch.optim.Adam would
+    torch.manual_seed(1)
+    critic = _Tiny().double()
+    optimizer = torch.optim.Adam(critic.parameters(), lr=0.01, betas=(0.5, 0.9))
+    real, fake = torch.randn(8, 1, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    loss_fn = CRITIC_LOSSES.build("minimax")
+    for _ in range(2):  # moments to start from
+        optimizer.zero_grad()
+        loss_fn(*split_scores(critic(torch.cat([real, fake])), 8, 8)).backward()
+        optimizer.step()
+    probe = torch.linspace(-2, 2, 5, dtype=torch.float64)[:, None]
+    captured = {}
+
+    def generator_loss(_: object, scores: torch.Tensor) -> torch.Tensor:
+        captured["scores"] = scores
+        return scores.sum()
+
+    unrolled_generator_loss(critic, loss_fn, generator_loss, real, probe, 2, 0.0, optimizer)
+    # the probe is scored by the unrolled critic; now step the real one twice, on real + probe
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss_fn(*split_scores(critic(torch.cat([real, probe])), 8, 5)).backward()
+        optimizer.step()
+    assert torch.allclose(captured["scores"], critic(probe), atol=1e-10)

@@ -201,34 +201,71 @@ def unrolled_generator_loss(
     fake: Tensor,
     steps: int,
     lr: float,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> Tensor:
-    """The generator's loss against the critic after ``steps`` SGD steps on this batch.
+    """The generator's loss against the critic after ``steps`` updates on this batch.
 
     The critic's parameters ``theta_0`` (the module's own, not changed here) are advanced
-    ``theta_{k+1} = theta_k - lr * grad critic_loss(theta_k)`` on ``real`` and ``fake``
-    (one forward of both, as the critic's own update does), in a functional copy, with the
-    graph kept; the loss ``generator_loss(D_{theta_K}(fake))`` is then differentiated
-    through the unrolled steps, so the generator sees how the critic would answer its
-    move. ``steps=0`` is the plain generator loss.
+    ``steps`` times on ``real`` and ``fake`` (one forward of both, as the critic's own
+    update does) in a functional copy, with the graph kept; the loss
+    ``generator_loss(D_{theta_K}(fake))`` is then differentiated through the unrolled
+    updates, so the generator sees how the critic would answer its move. ``steps=0`` is the
+    plain generator loss.
 
-    Metz et al. unroll with the critic's own optimizer (Adam); plain SGD steps are used here
-    (they are differentiable without an optimizer's state), with ``lr`` typically the
-    critic's learning rate or larger.
+    The updates are those of ``optimizer`` when it is the critic's ``torch.optim.Adam``, as
+    in Metz et al.: Adam steps from its current moments and step count, with its betas,
+    epsilon and learning rate (``lr`` is then unused); otherwise plain SGD steps
+    ``theta - lr * grad``.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    params = dict(critic.named_parameters())
+    params: dict[str, Tensor] = dict(critic.named_parameters())
     buffers = dict(critic.named_buffers())
+    names = [k for k, p in params.items() if p.requires_grad]
+    adam = (
+        _AdamState(optimizer, [params[k] for k in names])
+        if isinstance(optimizer, torch.optim.Adam)
+        else None
+    )
     n = len(real)
     for _ in range(steps):
         scores = functional_call(critic, {**params, **buffers}, (torch.cat([real, fake]),))
-        real_s, fake_s = split_scores(scores, n, len(fake))
-        loss = critic_loss(real_s, fake_s)
-        names = [k for k, p in params.items() if p.requires_grad]
+        loss = critic_loss(*split_scores(scores, n, len(fake)))
         grads = torch.autograd.grad(loss, [params[k] for k in names], create_graph=True)
-        params = {**params, **{k: params[k] - lr * g for k, g in zip(names, grads, strict=True)}}
+        moves = adam.moves(list(grads)) if adam is not None else [lr * g for g in grads]
+        params = {**params, **{k: params[k] - d for k, d in zip(names, moves, strict=True)}}
     fake_scores = functional_call(critic, {**params, **buffers}, (fake,))
     return generator_loss(None, fake_scores)
+
+
+class _AdamState:
+    """Differentiable Adam updates that start from an optimizer's moments (not changed)."""
+
+    def __init__(self, optimizer: torch.optim.Adam, params: list[Tensor]) -> None:
+        group = optimizer.param_groups[0]
+        if len(optimizer.param_groups) > 1 or group.get("amsgrad") or group.get("weight_decay"):
+            raise ValueError(
+                "unrolling supports one Adam parameter group, no amsgrad or weight decay"
+            )
+        self.lr, (self.b1, self.b2), self.eps = group["lr"], group["betas"], group["eps"]
+        self.m, self.v, self.t = [], [], []
+        for p in params:
+            state = optimizer.state.get(p, {})
+            self.m.append(state["exp_avg"].detach() if state else torch.zeros_like(p))
+            self.v.append(state["exp_avg_sq"].detach() if state else torch.zeros_like(p))
+            self.t.append(float(state["step"]) if state else 0.0)
+
+    def moves(self, grads: list[Tensor]) -> list[Tensor]:
+        out = []
+        for i, g in enumerate(grads):
+            self.m[i] = self.b1 * self.m[i] + (1 - self.b1) * g
+            self.v[i] = self.b2 * self.v[i] + (1 - self.b2) * g * g
+            self.t[i] += 1
+            m_hat = self.m[i] / (1 - self.b1 ** self.t[i])
+            v_hat = self.v[i] / (1 - self.b2 ** self.t[i])
+            # + 1e-30: sqrt's derivative at an exactly zero moment is infinite (0 * inf = nan)
+            out.append(self.lr * m_hat / ((v_hat + 1e-30).sqrt() + self.eps))
+        return out
 
 
 def split_scores(scores: Tensor, real: int, fake: int) -> tuple[Tensor, Tensor]:
