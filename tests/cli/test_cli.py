@@ -22,7 +22,7 @@ NEEDS_MNIST = {
     for n in experiments.available()
     if getattr(experiments.load(n), "data", None) is not None
     and getattr(experiments.load(n).data, "name", None)
-    in ("binarized_mnist", "mnist", "fashion_mnist")
+    in ("binarized_mnist", "mnist", "mnist_t10k", "fashion_mnist", "stacked_mnist")
 }
 
 # opt-in downloads (MAF's tabular sets, 1 GB): run on a generated raw file of the same format
@@ -60,6 +60,8 @@ def test_every_packaged_experiment_runs_end_to_end_at_smoke_size(
     elif cfg.task == "flow":  # images: samples at two temperatures; 2-D points: the density
         images = cfg.data.name == "digits"  # type: ignore[attr-defined]
         pictures = ("samples.png", "samples_t07.png") if images else ("density.png",)
+    elif cfg.task == "gan":  # the last samples, and samples from fixed noise over training
+        pictures = ("samples.png", "samples_over_training.png")
     elif cfg.task == "disentangle":
         pictures = ("samples.png", "reconstructions.png", "traversals.png")
         pictures += ("mutual_information.png",)  # dSprites has ground-truth factors
@@ -87,6 +89,15 @@ def test_every_packaged_experiment_runs_end_to_end_at_smoke_size(
         capsys.readouterr()
         assert main(["sample", str(out)]) == 1
         assert "no images to sample" in capsys.readouterr().err
+    elif cfg.task == "gan":
+        if cfg.data.name in ("ring8", "grid25"):  # type: ignore[attr-defined]
+            assert 0 <= final["modes_covered"] <= final["modes"]
+        else:  # sample quality on the features of dgm's classifier, labelled as such
+            assert math.isfinite(final["fid_classifier"]) and final["fid_classifier"] >= 0
+            assert 0 <= final["precision"] <= 1 and "not Inception" in final["features"]
+            assert final["classifier_test_accuracy"] > 0.1
+        if cfg.data.name == "stacked_mnist":  # type: ignore[attr-defined]
+            assert 1 <= final["stacked_modes"] <= 1000
     elif cfg.task == "flow":
         score = [v for k, v in final.items() if k.startswith(("test_nll", "test_bits_per_dim_k"))]
         assert score and all(math.isfinite(v) and v > 0 for v in score)

@@ -37,7 +37,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_every_registered_task_names_its_configuration() -> None:
-    assert set(TASKS) == {"vae", "sbn", "inference-compilation", "flow", "disentangle"}
+    assert set(TASKS) == {"vae", "sbn", "inference-compilation", "flow", "disentangle", "gan"}
     for name in TASKS:
         cls = task_class(name)
         assert issubclass(cls, Task) and cls.name == name

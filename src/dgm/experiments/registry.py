@@ -74,6 +74,12 @@ TASKS.add(
     "disentangling VAEs (beta-VAE, beta-TCVAE, FactorVAE, DIP-VAE) and their metrics",
     legacy_model=None,
 )
+TASKS.add(
+    "gan",
+    _lazy("dgm.experiments.tasks.gan:GANTask"),
+    "GANs and the fixes for mode collapse (WGAN-GP, PacGAN, unrolled, spectral norm)",
+    legacy_model=None,
+)
 
 
 def _and(items: typing.Iterable[str]) -> str:

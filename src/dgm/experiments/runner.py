@@ -106,6 +106,7 @@ def _fit(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log = MetricsLog(out) if world.is_main else None
+    task.run_dir = out if world.is_main else None
     try:
         return run(
             state,

@@ -70,6 +70,9 @@ class Task(Generic[C]):
         if not isinstance(cfg, self.Config):
             raise TypeError(f"task {self.name!r} needs a {self.Config.__name__}, got {type(cfg)}")
         self.cfg: C = cfg
+        # the run directory while training (set by the runner before ``validate``): where a
+        # task may record what its validations see (e.g. a GAN's samples over training)
+        self.run_dir: Path | None = None
 
     legacy_model: ClassVar[str | None] = None
 
