@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -101,7 +102,11 @@ def train_one(job: tuple[str, list[str], str, int, bool]) -> dict:
     torch.set_num_threads(threads)
     cfg = experiments.load(name, sets)
     path = Path(out) / "final_metrics.json"
-    if reuse and path.is_file() and json.loads(path.read_text()).get("train_steps") == cfg.train.steps:
+    if (
+        reuse
+        and path.is_file()
+        and json.loads(path.read_text()).get("train_steps") == cfg.train.steps
+    ):
         final = json.loads(path.read_text())
         final["reused"] = True
         return final
@@ -113,6 +118,14 @@ def train_one(job: tuple[str, list[str], str, int, bool]) -> dict:
 
 
 def _mean_sd(values: list[float]) -> str:
+    """Mean ± s.d. over the runs where the value is defined (reverse KL and JSD are NaN for a
+    run without one sample near a mode: counted apart)."""
+    defined = [v for v in values if not math.isnan(v)]
+    if len(defined) < len(values):
+        return (
+            _mean_sd(defined) if defined else "-"
+        ) + f" ({len(values) - len(defined)} undefined)"
+    values = defined
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
@@ -162,9 +175,7 @@ def main() -> None:
             jsd = [r["jsd"] for r in runs]
             seconds = statistics.mean(r["train_seconds"] for r in runs)
             pub = PUBLISHED[data][variant]
-            published = (
-                " / ".join("-" if v is None else f"{v:g}" for v in pub) if pub else "-"
-            )
+            published = " / ".join("-" if v is None else f"{v:g}" for v in pub) if pub else "-"
             rows.append(
                 f"| {variant} | {_mean_sd(modes)} | {_mean_sd(hq)} | {_mean_sd(kl)} | "
                 f"{_mean_sd(jsd)} | {min(modes)}-{max(modes)} | {seconds:.0f} | {published} |"
@@ -180,7 +191,8 @@ def main() -> None:
         f"PacGAN Table 1 protocol at a CPU budget: {args.epochs:g} epochs of 1000 generator "
         f"updates per run (PacGAN: 400), {args.seeds} seeds per variant (PacGAN: 10), "
         f"{args.jobs} runs at a time with {args.threads} torch thread(s) each; mean ± s.d. over "
-        "seeds of the metrics on 2500 samples from fixed noise. The generator is updated "
+        "seeds of the metrics of the generator at the end of training on 2500 samples from "
+        "fixed noise (BatchNorm in evaluation mode). The generator is updated "
         "after the critic (PacGAN updates both from one batch at once). Published: "
         + PUBLISHED_NOTE
         + "\n\n"

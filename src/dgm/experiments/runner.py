@@ -147,14 +147,19 @@ def load_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> RunConfig
 
 def load_run(
     run_dir: str | Path,
-    which: str = "best",
+    which: str | None = None,
     device: str | None = None,
     overrides: Sequence[str] = (),
 ) -> tuple[RunConfig, Task[Any], Parts, Any]:
-    """Config, task, trained parts (in evaluation mode) and data of a run directory."""
+    """Config, task, trained parts (in evaluation mode) and data of a run directory.
+
+    ``which`` checkpoint: ``"best"`` or ``"last"``; ``None``: the one the task evaluates
+    (``Task.evaluated_checkpoint``).
+    """
     out = Path(run_dir)
     cfg = load_config(out, overrides)
     task = create(cfg)
+    which = which or task.evaluated_checkpoint
     if device is None and cfg.train.device == "cuda" and not torch.cuda.is_available():
         device = "cpu"  # a run trained on a GPU is evaluated wherever it is
     dev = task.device() if device is None else distributed.local_device(device)

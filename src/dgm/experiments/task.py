@@ -75,6 +75,9 @@ class Task(Generic[C]):
         self.run_dir: Path | None = None
 
     legacy_model: ClassVar[str | None] = None
+    # the checkpoint that evaluation, pictures and samples use: "best" (the best validation
+    # score) or "last" (the end of training, e.g. a GAN's, as the papers report them)
+    evaluated_checkpoint: ClassVar[str] = "best"
 
     @classmethod
     def upgrade(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:

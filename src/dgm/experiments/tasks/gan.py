@@ -148,6 +148,9 @@ class GANTask(Task[GANConfig]):
 
     name = "gan"
     Config = GANConfig
+    # the generator at the end of training is scored, as PacGAN's tables score it (best.pt,
+    # the validation's pick by modes covered or FID, is kept beside it)
+    evaluated_checkpoint = "last"
 
     @classmethod
     def check(cls, cfg: GANConfig) -> None:
@@ -338,6 +341,7 @@ class GANTask(Task[GANConfig]):
         e = self.cfg.eval
         n = e.samples if not self._image else e.quality_samples
         metrics = self._scores(parts, data, n, self.cfg.train.seed + 13, "test")
+        metrics["generator_updates"] = int(_updates(_generator(parts)))  # of the scored one
         if self._image and (e.quality_samples or "stacked" in self.cfg.data.name):
             name = self._feature_set()
             c = self._feature_network(name, _device(parts["generator"]))
