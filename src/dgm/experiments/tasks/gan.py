@@ -296,7 +296,7 @@ class GANTask(Task[GANConfig]):
                 "modes": len(data.info["mode_centers"]),
             }
         metrics: dict[str, Any] = {}
-        if self._shape()[0] == 3 and "stacked" in self.cfg.data.name:
+        if "digit_source" in data.info:  # stacked MNIST: three digits, 1000 modes
             digits = self._feature_network("mnist", _device(generator))
             count = n if split == "valid" else e.stacked_samples
             stacked = stacked_mnist_modes(self._samples(generator, count, seed + 1), digits)
@@ -342,7 +342,7 @@ class GANTask(Task[GANConfig]):
         n = e.samples if not self._image else e.quality_samples
         metrics = self._scores(parts, data, n, self.cfg.train.seed + 13, "test")
         metrics["generator_updates"] = int(_updates(_generator(parts)))  # of the scored one
-        if self._image and (e.quality_samples or "stacked" in self.cfg.data.name):
+        if self._image and (e.quality_samples or "digit_source" in data.info):
             name = self._feature_set()
             c = self._feature_network(name, _device(parts["generator"]))
             metrics |= {
@@ -350,6 +350,8 @@ class GANTask(Task[GANConfig]):
                 "classifier_source": c.source,
                 "classifier_test_accuracy": c.test_accuracy,
             }
+        if "digit_source" in data.info:  # which digits stacked MNIST was built from
+            metrics["digit_source"] = data.info["digit_source"]
         return metrics
 
     # --- pictures ---------------------------------------------------------------------
