@@ -52,3 +52,14 @@ def test_the_disentanglement_page_example_runs(
     assert set(metrics) == {"mig[disentanglement_lib]", "mig[chen2018]", "sap"}
     assert all(0 <= v <= 1 for v in metrics.values())
     assert "mig[chen2018]" in capsys.readouterr().out
+
+
+def test_the_gan_page_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    page = README.parent / "docs" / "gans.md"
+    (code,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(code, str(page), "exec"), namespace)
+    cover = namespace["cover"]
+    modes, high_quality = capsys.readouterr().out.split()
+    assert int(modes) == cover.modes_covered  # type: ignore[attr-defined]
+    assert cover.modes_covered >= 1 and 0 <= float(high_quality) <= 1  # type: ignore[attr-defined]
