@@ -129,7 +129,8 @@ def test_frozen_in_eval_mode_and_its_outputs(cache: Path) -> None:
     torch.nn.Sequential(model).train()  # a parent's train() leaves it in evaluation mode
     assert not model.training and not any(m.training for m in model.modules())
     x, _ = bars(7, 5)
-    assert torch.equal(model(x)[:3], model(x[:3]))  # BatchNorm's running statistics
+    # BatchNorm's running statistics: a sub-batch scores the same (up to the kernels' rounding)
+    assert torch.allclose(model(x)[:3], model(x[:3]), atol=1e-5)
     assert model.num_features == 128 and model.image_shape == (1, 28, 28)
     assert model(x).shape == (7, 128)
     assert torch.equal(model(x), model(x.reshape(7, 1, 28, 28)))
