@@ -202,3 +202,9 @@ def test_unrolled_adam_steps_equal_torchs_adam() -> None:
         loss_fn(*split_scores(critic(torch.cat([real, probe])), 8, 5)).backward()
         optimizer.step()
     assert torch.allclose(captured["scores"], critic(probe), atol=1e-10)
+
+
+def test_a_negative_number_of_unrolled_steps_is_refused() -> None:
+    loss = CRITIC_LOSSES.build("minimax")
+    with pytest.raises(ValueError, match=r"steps must be >= 0, got -1"):
+        unrolled_generator_loss(_Tiny(), loss, loss, torch.zeros(2, 1), torch.zeros(2, 1), -1, 0.1)

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from dgm.report import image_grid, write_report
@@ -95,3 +96,12 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     pixels = imread(str(shot))
     assert pixels.shape[0] == 1600 and pixels.shape[1] == 1200
     assert pixels[..., :3].std() > 0.05  # not a blank page: text and images rendered
+
+
+def test_image_grid_draws_colour_and_refuses_other_channel_counts(tmp_path: Path) -> None:
+    assert image_grid(torch.rand(4, 3 * 784), (3, 28, 28), tmp_path / "rgb.png").is_file()
+    with pytest.raises(
+        ValueError,
+        match=r"image_shape must be \(H, W\), \(1, H, W\) or \(3, H, W\), got \(2, 28, 28\)",
+    ):
+        image_grid(torch.rand(4, 2 * 784), (2, 28, 28), tmp_path / "bad.png")
