@@ -30,6 +30,7 @@ def run(
     resume: bool = False,
     stop_at: int | None = None,
     log: MetricsLog | None = None,
+    lr_schedule: str = "constant",
 ) -> dgm.train.FitResult:
     model, guide = small_vae()
     calls = {"n": 0}
@@ -64,6 +65,7 @@ def run(
         resume=resume,
         log=log,
         log_every=2,
+        lr_schedule=lr_schedule,
     )
     result.params = torch.cat(
         [p.detach().flatten() for p in [*model.parameters(), *guide.parameters()]]
@@ -71,15 +73,16 @@ def run(
     return result
 
 
-def test_resumed_run_ends_with_the_same_parameters(tmp_path: Path) -> None:
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resumed_run_ends_with_the_same_parameters(tmp_path: Path, schedule: str) -> None:
     torch.manual_seed(123)
-    straight = run(tmp_path / "straight", steps=23)
+    straight = run(tmp_path / "straight", steps=23, lr_schedule=schedule)
     torch.manual_seed(123)
     with pytest.raises(Interrupt):
-        run(tmp_path / "resumed", steps=23, stop_at=13)  # dies during step 13
+        run(tmp_path / "resumed", steps=23, stop_at=13, lr_schedule=schedule)  # dies in step 13
     assert checkpoint.load(tmp_path / "resumed" / "last.pt")["step"] == 10
     torch.manual_seed(999)  # the resumed process starts from another RNG state
-    resumed = run(tmp_path / "resumed", steps=23, resume=True)
+    resumed = run(tmp_path / "resumed", steps=23, resume=True, lr_schedule=schedule)
     assert resumed.steps == 23
     assert torch.equal(straight.params, resumed.params)  # type: ignore[attr-defined]
     assert resumed.best == straight.best

@@ -23,6 +23,7 @@ import yaml
 
 from ..train.distributed import DEVICES
 from ..train.loop import Schedule
+from ..train.lr_schedule import LR_SCHEDULES, lr_schedule
 
 
 class ConfigError(ValueError):
@@ -177,6 +178,8 @@ class TrainConfig:
     epochs: float | None = above(0, 10.0, resumable=True)
     batch_size: int = at_least(1, 100)
     lr: float = above(0, 1e-3, resumable=True)
+    lr_schedule: str = choice(LR_SCHEDULES, "constant", resumable=True)
+    lr_final: float | None = resumable(None)  # the factor a decaying schedule ends at (None: its own)
     adam_eps: float = above(0, 1e-8)
     grad_clip: float | None = above(0, None)
     seed: int = at_least(0, 0)
@@ -200,6 +203,8 @@ class TrainConfig:
             checkpoint_every=self.checkpoint_every,
             patience=self.patience,
             time_limit=self.time_limit,
+            lr_schedule=self.lr_schedule,
+            lr_final=self.lr_final,
         )
 
 
@@ -220,6 +225,10 @@ class RunConfig:
         """Rules between fields that types, choices and ranges do not express."""
         if (self.train.steps is None) == (self.train.epochs is None):
             raise ConfigError("set exactly one of train.steps and train.epochs (the other to null)")
+        try:
+            lr_schedule(self.train.lr_schedule, self.train.lr_final)
+        except ValueError as err:
+            raise ConfigError(f"train.{err}") from None
 
 
 def valid_keys(cls: type, prefix: str = "") -> list[str]:

@@ -72,6 +72,7 @@ def train(
         "train_steps_planned": result.planned_steps,
         "train_epochs": round(result.epochs, 3),
         "train_seconds": round(result.seconds, 1),
+        "train_cpu_seconds": round(result.cpu_seconds, 1),
         "best_valid": result.best,
         "stopped_early": result.stopped_early,
         "stopped_by_time_limit": result.stopped_by_time_limit,

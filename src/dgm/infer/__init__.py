@@ -1,6 +1,7 @@
 """Inference with a model and (optionally) a trained guide: importance sampling, MCMC, diagnostics."""
 
 from .adaptive import adaptive_importance_sampling
+from .ais import SCHEDULES, AISResult, BDMCResult, ais, bdmc, simulate, temperatures
 from .diagnostics import effective_sample_size, r_hat
 from .hmc import HMC, posterior_log_density
 from .importance import WeightedSamples, importance_sampling
@@ -8,6 +9,13 @@ from .mcmc import Chains, log_joint, metropolis_hastings
 
 __all__ = [
     "HMC",
+    "SCHEDULES",
+    "AISResult",
+    "BDMCResult",
+    "ais",
+    "bdmc",
+    "simulate",
+    "temperatures",
     "Chains",
     "WeightedSamples",
     "adaptive_importance_sampling",

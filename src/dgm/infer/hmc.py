@@ -117,11 +117,18 @@ class HMC:
 
     @torch.no_grad()
     def step(
-        self, z: Tensor, log_prob: Callable[[Tensor], Tensor] | None = None
+        self,
+        z: Tensor,
+        log_prob: Callable[[Tensor], Tensor] | None = None,
+        momentum: Tensor | None = None,
+        uniform: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One transition for every chain: returns the new state and the acceptance probabilities.
 
         ``log_prob`` replaces the kernel's target for this call (e.g. p(z | x) for a new batch).
+        ``momentum`` (standard normal, shaped like ``z``) and ``uniform`` (``[*batch]`` in
+        (0, 1), for the accept test) replace the kernel's own draws, for callers that need
+        random numbers independent of how the chains are batched (``dgm.infer.ais``).
         """
         target = self.log_prob if log_prob is None else log_prob
         if target is None:
@@ -131,7 +138,7 @@ class HMC:
         assert self.log_step_size is not None
         eps = self._expand(self.log_step_size.exp())
         lp0, g = _grad(target, z)
-        p0 = torch.randn_like(z)
+        p0 = torch.randn_like(z) if momentum is None else momentum
         q, p = z, p0 + 0.5 * eps * g
         for i in range(self.num_leapfrog):
             q = q + eps * p
@@ -142,7 +149,7 @@ class HMC:
         log_accept = (lp - self._kinetic(p)) - (lp0 - self._kinetic(p0))
         log_accept = torch.nan_to_num(log_accept, nan=-math.inf).clamp(max=0.0)
         accept_prob = log_accept.exp()
-        accept = torch.rand_like(accept_prob) < accept_prob
+        accept = (torch.rand_like(accept_prob) if uniform is None else uniform) < accept_prob
         new = torch.where(self._expand(accept), q, z)
         if self.adapt:
             self._iteration += 1

@@ -124,7 +124,7 @@ def sleep_phi(
     elif guide_args is not None:
         g_args, g_kwargs = guide_args({s.name: s.value for s in dream if s.value is not None})
     else:
-        g_args, g_kwargs = _dreamed_arguments(dream, simulated.observations, args, kwargs)
+        g_args, g_kwargs = dreamed_arguments(dream, simulated.observations, args, kwargs)
     latent = {n for n in dream.sites if n not in data_sites}
     with trace() as q, replay(dream):
         guide(*g_args, **g_kwargs)
@@ -134,7 +134,7 @@ def sleep_phi(
     return q.log_prob_sum(sites)
 
 
-def _dreamed_arguments(
+def dreamed_arguments(
     dream: Any, observations: dict[str, Tensor], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The call's arguments with each observed tensor replaced by its dreamed value."""

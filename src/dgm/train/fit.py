@@ -35,6 +35,8 @@ def fit(
     log_every: int = 100,
     progress: bool = False,
     time_limit: float | None = None,
+    lr_schedule: str = "constant",
+    lr_final: float | None = None,
     validate: Callable[[], dict[str, float]] | None = None,
     validate_every: int = 500,
     patience: int | None = None,
@@ -79,6 +81,10 @@ def fit(
         log_every: record the mean loss every this many steps.
         progress: a tqdm bar with the loss and examples/s.
         time_limit: stop after this many seconds.
+        lr_schedule: a name in ``dgm.train.lr_schedule.LR_SCHEDULES`` ("constant",
+            "exponential", "cosine", "iwae"): every optimizer's rate times a factor of the
+            fraction of the budget done, set before each step.
+        lr_final: the factor a decaying schedule ends at (``None``: the schedule's own).
         validate: returns metrics; the first one is the score (higher is better) that picks
             the best checkpoint and drives early stopping. Run every ``validate_every`` steps.
         patience: stop after this many validations without improvement.
@@ -121,6 +127,8 @@ def fit(
         checkpoint_every=checkpoint_every,
         patience=patience,
         time_limit=time_limit,
+        lr_schedule=lr_schedule,
+        lr_final=lr_final,
     )
     return run(
         state,

@@ -22,6 +22,7 @@ from torch import Tensor
 from . import checkpoint
 from .batches import Batches, leading, to
 from .distributed import SINGLE, World
+from .lr_schedule import lr_schedule
 from .metrics_log import MetricsLog
 from .state import TrainState
 from .step import Data, NonFiniteLossError, Step
@@ -41,6 +42,8 @@ class Schedule:
     checkpoint_every: int = 500
     patience: int | None = None  # validations without improvement before stopping
     time_limit: float | None = None  # seconds
+    lr_schedule: str = "constant"  # a name in dgm.train.lr_schedule.LR_SCHEDULES
+    lr_final: float | None = None  # the factor a decaying schedule ends at (None: its own)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class FitResult:
     steps: int = 0
     epochs: float = 0.0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time (all its threads) in the loop
     best: float = -math.inf
     stopped_early: bool = False
     planned_steps: int = 0
@@ -124,9 +128,11 @@ def run(
             state.save(ckpt / name, ranks, keep_previous=name == "last.pt")
 
     bar = _progress_bar(total, state.step) if progress and world.is_main else None
-    start = time.perf_counter()
+    set_lr = _lr_setter(state.optimizers, s, total)
+    start, cpu_start = time.perf_counter(), time.process_time()
     state.train()
     for i in range(state.step + 1, total + 1):
+        factor = set_lr(i)
         xs = [to(batches((i - 1) * k + j), device) for j in range(k)]
         try:
             losses = step([transform(x) if transform else x for x in xs])  # type: ignore[arg-type]
@@ -142,6 +148,8 @@ def run(
         result.stopped_by_time_limit = stop and i < total
         if i % s.log_every == 0 or i == total or stop:
             record = logged.flush(i, start)
+            if factor is not None:
+                record["lr_factor"] = factor
             result.history.append(record)
             if log is not None and world.is_main:
                 log.write(
@@ -175,10 +183,33 @@ def run(
             break
     if bar is not None:
         bar.close()
+    set_lr(1)  # the configured rates back (every schedule starts at factor 1)
     state.train(False)
     result.seconds = time.perf_counter() - start
+    result.cpu_seconds = time.process_time() - cpu_start
     result.epochs = result.steps * s.batch_size * k / n
     return result
+
+
+def _lr_setter(
+    optimizers: list[torch.optim.Optimizer], s: Schedule, total: int
+) -> Callable[[int], float | None]:
+    """Sets every group's rate for step i (1-based) to its configured rate times the schedule's
+    factor at the progress before the step; returns the factor (``None``: constant schedule,
+    whose rates are left alone)."""
+    factor = lr_schedule(s.lr_schedule, s.lr_final)
+    base = [[g["lr"] for g in opt.param_groups] for opt in optimizers]
+    if s.lr_schedule == "constant":
+        return lambda i: None
+
+    def set_lr(i: int) -> float:
+        f = factor((i - 1) / total)
+        for opt, rates in zip(optimizers, base, strict=True):
+            for group, rate in zip(opt.param_groups, rates, strict=True):
+                group["lr"] = rate * f
+        return f
+
+    return set_lr
 
 
 class _Window:
