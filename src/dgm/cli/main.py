@@ -95,6 +95,20 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the config's eval.num_particles)",
     )
     e.add_argument(
+        "--estimator",
+        choices=("iwae", "ais"),
+        help="log p(x) estimator, i.e. --set eval.estimator=NAME: ais adds annealed importance "
+        "sampling beside the importance-sampled estimate, and the BDMC gap on simulated data",
+    )
+    e.add_argument(
+        "--ais-steps",
+        type=_positive,
+        help="AIS transitions from q to p(z | x), i.e. --set eval.ais_steps=N",
+    )
+    e.add_argument(
+        "--chains", type=_positive, help="AIS chains per data point, i.e. --set eval.ais_chains=C"
+    )
+    e.add_argument(
         "--metrics",
         metavar="NAMES",
         help="comma-separated metrics to compute, i.e. --set eval.metrics=[NAMES], for a task "
@@ -201,6 +215,13 @@ def _run(args: argparse.Namespace) -> int:
         overrides = list(args.overrides)
         if args.num_particles is not None:
             overrides.append(f"eval.num_particles={args.num_particles}")
+        for flag, key in (
+            ("estimator", "estimator"),
+            ("ais_steps", "ais_steps"),
+            ("chains", "ais_chains"),
+        ):
+            if getattr(args, flag) is not None:
+                overrides.append(f"eval.{key}={getattr(args, flag)}")
         if args.metrics is not None:
             names = [n.strip() for n in args.metrics.split(",") if n.strip()]
             overrides.append(f"eval.metrics=[{', '.join(names)}]")

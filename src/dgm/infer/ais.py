@@ -321,6 +321,15 @@ def _latent_shapes(
                     "HMC moves latents in R^d, so sample an unconstrained variable (e.g. a log "
                     "scale) instead"
                 )
+            if program == "guide":
+                try:  # a copy is not the value the guide drew: a flow must invert it
+                    s.fn.log_prob(s.value.clone())
+                except NotImplementedError as err:
+                    raise ValueError(
+                        f"AIS from the guide scores q(z | x) at every HMC state, but the guide's "
+                        f"site {s.name!r} cannot score a value it did not draw ({err}); use "
+                        'start="prior", or a guide whose distributions have log_prob everywhere'
+                    ) from None
     source = programs[-1][1]
     return {s.name: s.value.shape[2:] for s in source.latent}
 

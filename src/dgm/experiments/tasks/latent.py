@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ...data import DATASETS, Splits
+from ...infer.ais import SCHEDULES, STARTS, ais, bdmc
 from ...metrics import (
     active_units,
     effective_sample_size,
@@ -68,12 +69,26 @@ class LatentTrainConfig(TrainConfig):
     grad_stats_draws: int = at_least(MIN_GRADIENT_DRAWS, 10)  # for the guide's gradient SNR
 
 
+ESTIMATORS = ("iwae", "ais")
+
+
 @dataclass(kw_only=True)
 class EvalConfig:
-    """Final evaluation: importance-sampled log-likelihood and latent statistics."""
+    """Final evaluation: importance-sampled log-likelihood and latent statistics; with
+    ``estimator: ais`` also annealed importance sampling on the first ``ais_points`` test
+    points (beside the importance-sampled estimate on the same points) and the BDMC gap on
+    ``bdmc_points`` points simulated from the model (``dgm.infer.ais``, ``dgm.infer.bdmc``)."""
 
     num_particles: int = at_least(1, 5000)
     batch_size: int = at_least(1, 100)
+    estimator: str = choice(ESTIMATORS, "iwae")
+    ais_points: int = at_least(1, 500)
+    ais_steps: int = at_least(1, 500)  # transitions from q (or the prior) to p(z | x)
+    ais_chains: int = at_least(1, 8)
+    ais_leapfrog: int = at_least(1, 5)
+    ais_schedule: str = choice(SCHEDULES, "sigmoidal")
+    ais_start: str = choice(STARTS, "guide")
+    bdmc_points: int = at_least(0, 100)  # simulated points for the BDMC gap (0: none)
 
 
 @dataclass(kw_only=True)
@@ -103,6 +118,7 @@ class LatentVariableTask(Task[C]):
     """A model and a guide on image data, trained by one objective of their log weights."""
 
     activation = "tanh"  # of NVIL's baseline network
+    continuous_latents = True  # HMC can move them: eval.estimator=ais applies
 
     def programs(self, data_size: int) -> tuple[nn.Module, nn.Module]:
         """The model and the guide for points of ``data_size``."""
@@ -139,6 +155,11 @@ class LatentVariableTask(Task[C]):
             raise ConfigError(
                 f"data.binarize applies to data.name={choices}; {d.name} is already binary "
                 "(set data.binarize to null)"
+            )
+        if cfg.eval.estimator == "ais" and not cls.continuous_latents:
+            raise ConfigError(
+                f"eval.estimator=ais moves the latents with HMC, and the {cls.name} task's "
+                "latents are discrete; use eval.estimator=iwae"
             )
         points = d.train_points or DATASETS[d.name].train_size
         if cfg.train.batch_size > points:
@@ -220,11 +241,9 @@ class LatentVariableTask(Task[C]):
         t0 = time.perf_counter()
         ll = log_likelihood(model, guide, test, num_particles=k, batch_size=e.batch_size)
         terms = elbo_terms(model, guide, test)
-        return {
+        metrics = {
             f"test_log_likelihood_k{k}": ll.mean().item(),
-            "test_log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item()
-            if len(ll) > 1
-            else 0.0,
+            "test_log_likelihood_stderr": _stderr(ll),
             "test_elbo": terms.elbo.mean().item(),
             "test_reconstruction": terms.reconstruction.mean().item(),
             "test_kl": terms.kl.mean().item(),
@@ -232,6 +251,53 @@ class LatentVariableTask(Task[C]):
             "test_points": len(test),
             "eval_seconds": round(time.perf_counter() - t0, 1),
         }
+        if e.estimator == "ais":
+            metrics.update(self.evaluate_ais(model, guide, test, ll))
+        return metrics
+
+    def evaluate_ais(
+        self, model: nn.Module, guide: nn.Module, test: torch.Tensor, iwae_ll: torch.Tensor
+    ) -> dict[str, Any]:
+        """AIS on the first ``eval.ais_points`` test points beside the importance-sampled
+        estimate there (a paired difference), and BDMC forward/reverse on simulated data."""
+        e, t0 = self.cfg.eval, time.perf_counter()
+        options = {
+            "num_steps": e.ais_steps,
+            "num_chains": e.ais_chains,
+            "num_leapfrog": e.ais_leapfrog,
+            "schedule": e.ais_schedule,
+            "start": e.ais_start,
+            "batch_size": e.batch_size,
+        }
+        points = test[: e.ais_points]
+        r = ais(model, guide, points, seed=self.cfg.train.seed, **options)
+        paired = r.log_marginal - iwae_ll[: len(points)].to(r.log_marginal)
+        k = e.num_particles
+        metrics: dict[str, Any] = {
+            "test_log_likelihood_ais": r.log_marginal.mean().item(),
+            "test_log_likelihood_ais_stderr": _stderr(r.log_marginal),
+            f"test_log_likelihood_k{k}_on_ais_points": iwae_ll[: len(points)].mean().item(),
+            f"ais_minus_k{k}": paired.mean().item(),
+            f"ais_minus_k{k}_stderr": _stderr(paired),
+            "ais_points": len(points),
+            "ais_steps": e.ais_steps,
+            "ais_chains": e.ais_chains,
+            "ais_acceptance": r.acceptance.mean().item() if len(r.acceptance) else math.nan,
+            "ais_ess": r.ess.mean().item(),
+        }
+        if e.bdmc_points:
+            b = bdmc(model, guide, test[: e.bdmc_points], seed=self.cfg.train.seed, **options)
+            metrics.update(
+                {
+                    "bdmc_forward": b.forward.log_marginal.mean().item(),
+                    "bdmc_reverse": b.reverse.log_marginal.mean().item(),
+                    "bdmc_gap": b.gap.mean().item(),
+                    "bdmc_gap_stderr": _stderr(b.gap),
+                    "bdmc_points": len(b.data),
+                }
+            )
+        metrics["ais_seconds"] = round(time.perf_counter() - t0, 1)
+        return metrics
 
     @torch.no_grad()
     def pictures(self, parts: Parts, data: Splits, run: Path) -> list[Picture]:
@@ -257,6 +323,10 @@ class LatentVariableTask(Task[C]):
         with trace() as tr:
             parts["model"](num_samples=n)
         return image_grid(tr["x"].fn.mean, data.image_shape, path, f"{n} samples (pixel means)")
+
+
+def _stderr(values: torch.Tensor) -> float:
+    return (values.std() / math.sqrt(len(values))).item() if len(values) > 1 else 0.0
 
 
 def objective_part(objective: Any) -> nn.Module:

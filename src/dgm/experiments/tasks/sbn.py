@@ -38,6 +38,7 @@ class SBNTask(LatentVariableTask[SBNConfig]):
     """Sigmoid belief networks and the estimators for discrete latents."""
 
     name = "sbn"
+    continuous_latents = False
     Config = SBNConfig
     legacy_model = "sbn"
 

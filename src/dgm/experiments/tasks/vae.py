@@ -77,6 +77,14 @@ class VAEConfig(LatentConfig):
                 f"model.prior={m.prior} mixes the encoder's posteriors at pseudo-inputs: it needs "
                 "one stochastic layer (model.latent_sizes with one entry)"
             )
+        e = self.eval
+        if e.estimator == "ais" and e.ais_start == "guide" and not POSTERIORS[m.posterior].rescorable:
+            raise ConfigError(
+                f"eval.estimator=ais from the guide scores q(z | x) at every HMC state, and a "
+                f"{m.posterior} flow cannot score values it did not draw (no inverse, or a slow "
+                "one): set eval.ais_start=prior (it needs more eval.ais_steps), or "
+                f"model.posterior={' or '.join(POSTERIORS.names(rescorable=True))}"
+            )
         if o.hmc_steps:
             bounds = [n for n in OBJECTIVES if OBJECTIVES[n].bound is not None]
             if entry.bound is None:
