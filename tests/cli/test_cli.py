@@ -158,6 +158,41 @@ def test_eval_sample_and_report_on_a_run(
     assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
 
 
+def test_eval_with_ais_writes_both_estimates_and_the_bdmc_gap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "quickstart", "--smoke", "--no-progress", "--out", str(out)]
+    assert main([*args, "--set", "train.steps=6", "--set", "train.lr_schedule=cosine"]) == 0
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    factors = [r["lr_factor"] for r in log if "lr_factor" in r]
+    assert factors and factors == sorted(factors, reverse=True) and factors[-1] < 0.5
+    capsys.readouterr()
+    evaluation = ["eval", str(out), "--estimator", "ais", "--ais-steps", "10", "--chains", "2"]
+    sets = ["--set", "eval.ais_points=6", "--set", "eval.bdmc_points=4", "--num-particles", "20"]
+    assert main([*evaluation, *sets]) == 0
+    assert "test_log_likelihood_ais" in capsys.readouterr().out
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert final["ais_points"] == 6 and final["bdmc_points"] == 4 and final["ais_steps"] == 10
+    for key in ("test_log_likelihood_k20", "test_log_likelihood_ais", "ais_minus_k20", "bdmc_gap"):
+        assert math.isfinite(final[key]), key
+    assert final["ais_minus_k20"] == pytest.approx(
+        final["test_log_likelihood_ais"] - final["test_log_likelihood_k20_on_ais_points"]
+    )
+    assert final["bdmc_forward"] + final["bdmc_gap"] == pytest.approx(final["bdmc_reverse"])
+    report = (out / "report.html").read_text()
+    assert "test_log_likelihood_ais" in report and "bdmc_gap" in report
+
+
+def test_ais_is_refused_before_it_runs_where_hmc_or_q_cannot_do_it() -> None:
+    with pytest.raises(experiments.ConfigError, match="latents are discrete"):
+        experiments.load("sbn-rws-mnist", ["eval.estimator=ais"])
+    with pytest.raises(experiments.ConfigError, match="eval.ais_start=prior"):
+        experiments.load("vae-planar-mnist", ["eval.estimator=ais"])
+    cfg = experiments.load("vae-planar-mnist", ["eval.estimator=ais", "eval.ais_start=prior"])
+    assert cfg.eval.ais_start == "prior"  # type: ignore[attr-defined]
+
+
 RICH = [
     "objective.name=elbo",
     "objective.hmc_steps=1",
