@@ -63,3 +63,20 @@ def test_the_gan_page_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     modes, high_quality = capsys.readouterr().out.split()
     assert int(modes) == cover.modes_covered  # type: ignore[attr-defined]
     assert cover.modes_covered >= 1 and 0 <= float(high_quality) <= 1  # type: ignore[attr-defined]
+
+
+def test_the_evaluation_page_example_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = README.parent / "docs" / "evaluation.md"
+    (code,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    data = (torch.rand(20, 784) < 0.2).float()
+    monkeypatch.setattr(dgm.data, "binarized_mnist", lambda split="train", **_: data)
+    # the page's budget, shrunk to seconds
+    small = code.replace("num_steps=500", "num_steps=5").replace("num_particles=5000", "num_particles=50")
+    small = small.replace("x[:50]", "x[:4]")
+    assert small != code
+    exec(compile(small, str(page), "exec"), {})
+    printed = capsys.readouterr().out
+    low, high = re.findall(r"(-?[0-9.]+) <= log p\(x\) <= (-?[0-9.]+)", printed)[0]
+    assert float(low) < 0 and float(high) < 0 and "AIS - IWAE" in printed
