@@ -31,8 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
 from common import write_result
@@ -153,7 +151,9 @@ def main() -> None:
             runner.train(cfg, run_dir, progress=False, overwrite=True)
         final = json.loads((run_dir / "final_metrics.json").read_text())
         config = runner.load_config(run_dir)
-        print(f"{name}: AIS on {args.ais_points} test digits, BDMC on {args.bdmc_points}", flush=True)
+        print(
+            f"{name}: AIS on {args.ais_points} test digits, BDMC on {args.bdmc_points}", flush=True
+        )
         stats = {**final, **measure(run_dir, args), "paper": paper, "paper_source": source}
         stats["config_train"] = {
             k: getattr(config.train, k)
@@ -198,7 +198,11 @@ def main() -> None:
     )
     path = write_result(
         f"reproduce_mnist_{args.protocol}",
-        {"protocol": args.protocol, "options": vars(args) | {"runs": str(args.runs)}, "results": payload},
+        {
+            "protocol": args.protocol,
+            "options": vars(args) | {"runs": str(args.runs)},
+            "results": payload,
+        },
         table,
     )
     print(table)

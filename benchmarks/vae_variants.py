@@ -246,7 +246,11 @@ def main() -> None:
             ais_rows.append(
                 f"| {name} | {a['iwae_same_points']:.2f} | {a['ais']:.2f} ± {a['ais_sem']:.2f} | "
                 f"{a['ais_minus_iwae']:+.2f} ± {a['ais_minus_iwae_sem']:.2f} | "
-                + ("0 (baseline)" if vs.abs().max() == 0 else f"{vs.mean().item():+.2f} ± {a['vs_baseline_paired'][1]:.2f}")
+                + (
+                    "0 (baseline)"
+                    if vs.abs().max() == 0
+                    else f"{vs.mean().item():+.2f} ± {a['vs_baseline_paired'][1]:.2f}"
+                )
                 + f" | {a['acceptance']:.2f} | {a['ess']:.1f} | "
                 + (f"{a['bdmc_gap']:.2f} ± {a['bdmc_gap_sem']:.2f}" if "bdmc_gap" in a else "-")
                 + f" | {a['seconds']:.0f} |"

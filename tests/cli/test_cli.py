@@ -187,7 +187,7 @@ def test_eval_with_ais_writes_both_estimates_and_the_bdmc_gap(
 def test_ais_is_refused_before_it_runs_where_hmc_or_q_cannot_do_it() -> None:
     with pytest.raises(experiments.ConfigError, match="latents are discrete"):
         experiments.load("sbn-rws-mnist", ["eval.estimator=ais"])
-    with pytest.raises(experiments.ConfigError, match="eval.ais_start=prior"):
+    with pytest.raises(experiments.ConfigError, match=r"eval\.ais_start=prior"):
         experiments.load("vae-planar-mnist", ["eval.estimator=ais"])
     cfg = experiments.load("vae-planar-mnist", ["eval.estimator=ais", "eval.ais_start=prior"])
     assert cfg.eval.ais_start == "prior"  # type: ignore[attr-defined]

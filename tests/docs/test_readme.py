@@ -73,7 +73,9 @@ def test_the_evaluation_page_example_runs(
     data = (torch.rand(20, 784) < 0.2).float()
     monkeypatch.setattr(dgm.data, "binarized_mnist", lambda split="train", **_: data)
     # the page's budget, shrunk to seconds
-    small = code.replace("num_steps=500", "num_steps=5").replace("num_particles=5000", "num_particles=50")
+    small = code.replace("num_steps=500", "num_steps=5").replace(
+        "num_particles=5000", "num_particles=50"
+    )
     small = small.replace("x[:50]", "x[:4]")
     assert small != code
     exec(compile(small, str(page), "exec"), {})

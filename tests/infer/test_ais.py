@@ -66,7 +66,15 @@ def test_the_mean_weight_is_an_unbiased_estimate_of_p_x() -> None:
     exact = model.log_evidence(x).detach().exp()
     for adapt in (True, False):
         r = ais(
-            model, guide, x, num_steps=3, num_chains=20000, seed=3, adapt=adapt, step_size=0.3, pilot_steps=20
+            model,
+            guide,
+            x,
+            num_steps=3,
+            num_chains=20000,
+            seed=3,
+            adapt=adapt,
+            step_size=0.3,
+            pilot_steps=20,
         )
         w = (r.log_weights[:, 0] - torch.log(exact)).exp()  # w / p(x): mean 1
         assert w.std() > 0.3  # a noisy estimator, not a trivially exact one
@@ -133,7 +141,7 @@ def test_bad_schedules_are_refused_naming_the_temperature() -> None:
         temperatures("linear", 0)
     with pytest.raises(ValueError, match="at least two temperatures"):
         temperatures([1.0])
-    with pytest.raises(ValueError, match="temperature 2 has beta 0.3 after 0.5"):
+    with pytest.raises(ValueError, match=r"temperature 2 has beta 0\.3 after 0\.5"):
         temperatures([0.0, 0.5, 0.3, 1.0])
     with pytest.raises(ValueError, match="start at beta = 0 and end at beta = 1"):
         temperatures([0.1, 1.0])
@@ -163,5 +171,7 @@ class BrokenScale(nn.Module):
 
 def test_non_finite_densities_along_the_path_name_the_site_and_temperature() -> None:
     x = torch.ones(3, 2, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"temperature 0 \(beta = 0\).*site\(s\) \['x \(model\)'\]"):
+    with pytest.raises(
+        ValueError, match=r"temperature 0 \(beta = 0\).*site\(s\) \['x \(model\)'\]"
+    ):
         ais(BrokenScale(), None, x, start="prior", num_steps=5)

@@ -179,7 +179,9 @@ class TrainConfig:
     batch_size: int = at_least(1, 100)
     lr: float = above(0, 1e-3, resumable=True)
     lr_schedule: str = choice(LR_SCHEDULES, "constant", resumable=True)
-    lr_final: float | None = resumable(None)  # the factor a decaying schedule ends at (None: its own)
+    lr_final: float | None = resumable(
+        None
+    )  # the factor a decaying schedule ends at (None: its own)
     adam_eps: float = above(0, 1e-8)
     grad_clip: float | None = above(0, None)
     seed: int = at_least(0, 0)

@@ -49,8 +49,7 @@ from ..ppl import condition, particles, trace, uncondition
 from ..registry import Registry
 from .hmc import HMC
 
-Schedule = Callable[[int], Tensor]  # T -> betas [T + 1] from 0 to 1
-SCHEDULES: Registry[Schedule] = Registry("AIS schedule")
+SCHEDULES: Registry[Tensor] = Registry("AIS schedule")  # T -> betas [T + 1] from 0 to 1
 
 
 def _linear(num_steps: int) -> Tensor:
@@ -211,7 +210,6 @@ class _Streams:
         return torch.special.ndtri(_uniform((self.keys ^ self.seed(t, 1))[..., None] + offsets))
 
 
-
 def _point_seeds(seed: int, stream: int, points: Tensor) -> list[int]:
     """One torch seed per data point, for the programs' own draws of the first states."""
     base = _mix_int(_mix_int(seed) ^ _mix_int(stream + 101))
@@ -307,6 +305,7 @@ def _latent_shapes(
     for program, tr in programs:
         for s in tr.latent:
             support = s.fn.support
+            assert support is not None and s.value is not None
             while isinstance(support, constraints.independent):
                 support = support.base_constraint
             if support.is_discrete:
@@ -331,7 +330,7 @@ def _latent_shapes(
                         'start="prior", or a guide whose distributions have log_prob everywhere'
                     ) from None
     source = programs[-1][1]
-    return {s.name: s.value.shape[2:] for s in source.latent}
+    return {s.name: s.value.shape[2:] for s in source.latent if s.value is not None}
 
 
 def _initial(
@@ -349,8 +348,32 @@ def _initial(
             with trace() as tr, particles(num_chains):
                 program(x[j : j + 1])
         for n in path.shapes:
-            values[n].append(tr[n].value[chains, 0])
+            value = tr[n].value
+            assert value is not None
+            values[n].append(value[chains, 0])
     return {n: torch.stack(v, 1) for n, v in values.items()}
+
+
+def _first(
+    path: _Path,
+    initial: Mapping[str, Tensor] | None,
+    stream: int,
+    seed: int,
+    points: Tensor,
+    chains: slice,
+    num_chains: int,
+) -> Tensor:
+    """The chunk's first states, flat: drawn from f_0, or the given exact posterior samples."""
+    if initial is None:
+        values = _initial(path, path.x, _point_seeds(seed, stream, points), chains, num_chains)
+    else:
+        b, c = len(points), chains.stop - chains.start
+        start = int(points[0])
+        values = {
+            name: initial[name][start : start + b].to(path.x.device).expand(c, b, *shape)
+            for name, shape in path.shapes.items()
+        }
+    return path.pack(values).detach()
 
 
 def _anneal(
@@ -481,18 +504,7 @@ def ais(
         points = torch.arange(b0, b0 + b, device=x.device)
         chains = torch.arange(c0, c0 + c, device=x.device)
         path = _Path(model, guide, x, shapes, start)
-
-        def first(stream: int) -> Tensor:
-            if initial is None:
-                seeds = _point_seeds(seed, stream, points)
-                values = _initial(path, x, seeds, slice(c0, c0 + c), num_chains)
-            else:
-                values = {
-                    name: initial[name][b0 : b0 + b].to(x.device).expand(c, b, *shapes[name])
-                    for name in shapes
-                }
-            return path.pack(values).detach()
-
+        where = (seed, points, slice(c0, c0 + c), num_chains)
         kernel = HMC(
             num_leapfrog=num_leapfrog,
             step_size=step_size,
@@ -510,13 +522,16 @@ def ais(
                 min_adapt_rate=0.05,
             )
             pilot_streams = _Streams(seed, 2, points, chains)
-            *_, recorded = _anneal(path, first(1), coarse, pilot_streams, tuner, None, True)
+            *_, recorded = _anneal(
+                path, _first(path, initial, 1, *where), coarse, pilot_streams, tuner, None, True
+            )
             # the real pass's transition t uses the pilot's step size at the nearest coarse
             # temperature at or before it
-            where = torch.searchsorted(index, torch.arange(1, len(run_betas) - 1), right=True)
-            log_steps = recorded[(where - 1).clamp(min=0)]
+            at = torch.searchsorted(index, torch.arange(1, len(run_betas) - 1), right=True)
+            log_steps = recorded[(at - 1).clamp(min=0)]
         streams = _Streams(seed, 0, points, chains)
-        lw, acc, st, _ = _anneal(path, first(0), run_betas, streams, kernel, log_steps)
+        z0 = _first(path, initial, 0, *where)
+        lw, acc, st, _ = _anneal(path, z0, run_betas, streams, kernel, log_steps)
         log_w[c0 : c0 + c, b0 : b0 + b] = lw
         accept_sum += acc * (b * c)
         step_sum += st * (b * c)
@@ -535,7 +550,9 @@ def ais(
 
 
 @torch.no_grad()
-def simulate(model: Callable[..., Any], like: Tensor, seed: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+def simulate(
+    model: Callable[..., Any], like: Tensor, seed: int = 0
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Data drawn from the model (as many points as ``like`` has, in its shape) and the latent
     values that produced each one: exact samples of p(z | x) for the simulated x."""
     devices = [like.device] if like.device.type == "cuda" else []

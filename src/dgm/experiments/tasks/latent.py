@@ -261,7 +261,7 @@ class LatentVariableTask(Task[C]):
         """AIS on the first ``eval.ais_points`` test points beside the importance-sampled
         estimate there (a paired difference), and BDMC forward/reverse on simulated data."""
         e, t0 = self.cfg.eval, time.perf_counter()
-        options = {
+        options: dict[str, Any] = {
             "num_steps": e.ais_steps,
             "num_chains": e.ais_chains,
             "num_leapfrog": e.ais_leapfrog,

@@ -78,7 +78,11 @@ class VAEConfig(LatentConfig):
                 "one stochastic layer (model.latent_sizes with one entry)"
             )
         e = self.eval
-        if e.estimator == "ais" and e.ais_start == "guide" and not POSTERIORS[m.posterior].rescorable:
+        if (
+            e.estimator == "ais"
+            and e.ais_start == "guide"
+            and not POSTERIORS[m.posterior].rescorable
+        ):
             raise ConfigError(
                 f"eval.estimator=ais from the guide scores q(z | x) at every HMC state, and a "
                 f"{m.posterior} flow cannot score values it did not draw (no inverse, or a slow "
