@@ -175,3 +175,45 @@ def test_non_finite_densities_along_the_path_name_the_site_and_temperature() -> 
         ValueError, match=r"temperature 0 \(beta = 0\).*site\(s\) \['x \(model\)'\]"
     ):
         ais(BrokenScale(), None, x, start="prior", num_steps=5)
+
+
+class TwoSiteModel(LinearGaussianModel):
+    """The linear-Gaussian model with z split into two sites, the second drawn given the first
+    (b | a ~ N(0, 1) still, but through a site that depends on a's value, shape [..., 1])."""
+
+    def forward(self, x: Tensor) -> None:
+        zero = x.new_zeros((*x.shape[:-1], 1))
+        a = dgm.sample("a", Independent(Normal(zero, 1.0), 1))
+        b = dgm.sample("b", Independent(Normal(zero + 0 * a, 1.0), 1))
+        z = torch.cat([a, b], -1)
+        dgm.sample("x", Independent(Normal(z @ self.A.T + self.b, self.sigma), 1), obs=x)
+
+
+class TwoSiteGuide(nn.Module):
+    def forward(self, x: Tensor) -> None:
+        zero = x.new_zeros((*x.shape[:-1], 1))
+        a = dgm.sample("a", Independent(Normal(zero + 0.1 * x[..., :1], 1.0), 1))
+        dgm.sample("b", Independent(Normal(0.5 * a, 1.0), 1))
+
+
+def test_several_latent_sites_are_packed_into_one_state() -> None:
+    model, x = problem(n=30)
+    two = TwoSiteModel(d=2, n=3, sigma=0.3).double()
+    exact = model.log_evidence(x).detach()  # the same parameters: the same p(x)
+    torch.testing.assert_close(two.log_evidence(x), model.log_evidence(x))
+    for guide, start in ((TwoSiteGuide(), "guide"), (None, "prior")):
+        r = ais(two, guide, x, num_steps=300, num_chains=8, start=start, seed=7)
+        err = r.log_marginal - exact
+        assert err.mean().abs() < 3 * err.std() / math.sqrt(len(err)) + 0.02, (start, err)
+
+
+class TwoObservations(nn.Module):
+    def forward(self, x: Tensor) -> None:
+        z = dgm.sample("z", Independent(Normal(x.new_zeros(x.shape), 1.0), 1))
+        dgm.sample("x", Independent(Normal(z, 1.0), 1), obs=x)
+        dgm.sample("y", Independent(Normal(z, 1.0), 1), obs=x + 1)
+
+
+def test_bdmc_needs_one_observed_site_to_simulate() -> None:
+    with pytest.raises(ValueError, match=r"exactly one observed site.*\['x', 'y'\]"):
+        bdmc(TwoObservations(), None, torch.zeros(3, 2), start="prior", num_steps=3)
