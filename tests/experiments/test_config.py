@@ -79,9 +79,11 @@ def test_bad_files_and_cross_field_checks(tmp_path: Path) -> None:
     nested = tmp_path / "nested.yaml"
     nested.write_text("train:\n  learning_rate: 0.1\n")
     with pytest.raises(
-        ConfigError, match=r"unknown config key 'train.learning_rate'. Did you mean 'train.lr'"
+        ConfigError, match=r"unknown config key 'train.learning_rate'. Did you mean 'train.lr'\?"
     ):
-        load_config(nested)
+        load_config(nested)  # another library's name, not the nearest spelling (lr_final)
+    with pytest.raises(ConfigError, match=r"Did you mean 'train.epochs'\?"):
+        load("vae-mnist", ["train.max_epochs=3"])
     with pytest.raises(ConfigError, match=r"exactly one of train.steps and train.epochs"):
         load("vae-mnist", ["train.steps=10"])
     with pytest.raises(ConfigError, match=r"objective.name: 'rwz' is not one of elbo, "):

@@ -57,9 +57,22 @@ class UnknownKeyError(ConfigError):
         super().__init__(f"unknown config key {key!r}.{hint} {where}")
 
 
+# names other libraries use for dgm's keys, suggested before spelling neighbours
+ALIASES = {
+    "learning_rate": "lr",
+    "lr_scheduler": "lr_schedule",
+    "scheduler": "lr_schedule",
+    "max_epochs": "epochs",
+    "max_steps": "steps",
+}
+
+
 def _suggestion(key: str, options: list[str]) -> str:
     section, _, leaf = key.rpartition(".")
     same = [k for k in options if k.rpartition(".")[0] == section]
+    alias = (section + "." if section else "") + ALIASES.get(leaf, "")
+    if leaf in ALIASES and alias in same:
+        return f" Did you mean {alias!r}?"
     close = difflib.get_close_matches(leaf, [k.rpartition(".")[2] for k in same], n=1, cutoff=0.8)
     if close:
         return f" Did you mean {(section + '.' if section else '') + close[0]!r}?"
