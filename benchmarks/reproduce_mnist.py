@@ -5,7 +5,7 @@ log p(x) and the BDMC gap that certifies it.
 Each model is a packaged experiment trained by ``dgm train`` (``vae-mnist-reproduce``,
 ``iwae-mnist-reproduce``, ``vampprior-mnist-reproduce``). The CPU recipe (``--protocol cpu``,
 the experiments as packaged) deviates from the papers in the batch (100, not 20, for the IWAE
-networks: a step costs about as much at either size here, so a pass is 5x cheaper), in the
+networks: a step costs little more at batch 100 than at 20 here, so a pass is about 3x cheaper), in the
 number of passes (1000 / 500 / 300, chosen to fit about 90 minutes each) and in the
 learning-rate schedule (1e-3 decayed exponentially to 1e-4 over the budget, instead of the IWAE
 paper's staircase of 3^i passes at 1e-3 * 10^(-i/7)); Adam's eps is the paper's 1e-4. Models are
