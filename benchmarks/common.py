@@ -110,3 +110,50 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
+
+
+def ais_beside(
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    points: torch.Tensor,
+    iwae_ll: torch.Tensor,
+    steps: int,
+    chains: int,
+    bdmc_like: torch.Tensor | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, float], torch.Tensor]:
+    """AIS from q on ``points`` paired with the importance-sampled ``iwae_ll`` of the same
+    points, and (``bdmc_like``: data giving the number and shape) the BDMC gap on simulated
+    points; returns the statistics and the per-point AIS estimates."""
+    import dgm
+
+    options = {"num_steps": steps, "num_chains": chains}
+    t0 = time.perf_counter()
+    r = dgm.infer.ais(model, guide, points, seed=seed, **options)
+    paired = r.log_marginal - iwae_ll.double()
+    n = len(points) ** 0.5
+    out = {
+        "ais_points": len(points),
+        "ais_steps": steps,
+        "ais_chains": chains,
+        "iwae_same_points": iwae_ll.mean().item(),
+        "ais": r.log_marginal.mean().item(),
+        "ais_sem": (r.log_marginal.std() / n).item(),
+        "ais_minus_iwae": paired.mean().item(),
+        "ais_minus_iwae_sem": (paired.std() / n).item(),
+        "ais_acceptance": r.acceptance.mean().item(),
+        "ais_ess": r.ess.mean().item(),
+        "ais_seconds": time.perf_counter() - t0,
+    }
+    if bdmc_like is not None and len(bdmc_like):
+        b = dgm.infer.bdmc(model, guide, bdmc_like, seed=seed, **options)
+        out.update(
+            {
+                "bdmc_points": len(bdmc_like),
+                "bdmc_forward": b.forward.log_marginal.mean().item(),
+                "bdmc_reverse": b.reverse.log_marginal.mean().item(),
+                "bdmc_gap": b.gap.mean().item(),
+                "bdmc_gap_sem": (b.gap.std() / len(b.gap) ** 0.5).item(),
+            }
+        )
+    return out, r.log_marginal

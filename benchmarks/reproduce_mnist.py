@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
-from common import write_result
+from common import ais_beside, write_result
 from dgm import experiments
 from dgm.experiments import runner
 
@@ -84,41 +83,14 @@ def measure(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     model, guide = parts["model"], parts["guide"]
     device = next(model.parameters()).device
     points = data.test[: args.ais_points].to(device)
-    options = {"num_steps": args.ais_steps, "num_chains": args.ais_chains}
     t0 = time.perf_counter()
     iw = dgm.metrics.log_likelihood(model, guide, points, num_particles=args.eval_particles)
     iw_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    r = dgm.infer.ais(model, guide, points, seed=args.seed, **options)
-    ais_seconds = time.perf_counter() - t0
-    paired = r.log_marginal - iw.double()
-    n = math.sqrt(len(points))
-    out = {
-        "ais_points": len(points),
-        "iwae_same_points": iw.mean().item(),
-        "ais": r.log_marginal.mean().item(),
-        "ais_sem": (r.log_marginal.std() / n).item(),
-        "ais_minus_iwae": paired.mean().item(),
-        "ais_minus_iwae_sem": (paired.std() / n).item(),
-        "ais_acceptance": r.acceptance.mean().item(),
-        "ais_ess": r.ess.mean().item(),
-        "iwae_seconds": iw_seconds,
-        "ais_seconds": ais_seconds,
-    }
-    if args.bdmc_points:
-        b = dgm.infer.bdmc(
-            model, guide, data.test[: args.bdmc_points].to(device), seed=args.seed, **options
-        )
-        out.update(
-            {
-                "bdmc_points": args.bdmc_points,
-                "bdmc_forward": b.forward.log_marginal.mean().item(),
-                "bdmc_reverse": b.reverse.log_marginal.mean().item(),
-                "bdmc_gap": b.gap.mean().item(),
-                "bdmc_gap_sem": (b.gap.std() / math.sqrt(len(b.gap))).item(),
-            }
-        )
-    return out
+    like = data.test[: args.bdmc_points].to(device)
+    out, _ = ais_beside(
+        model, guide, points, iw, args.ais_steps, args.ais_chains, like, seed=args.seed
+    )
+    return {**out, "iwae_seconds": iw_seconds}
 
 
 def main() -> None:

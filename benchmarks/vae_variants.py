@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
-from common import write_result
+from common import ais_beside, write_result
 from dgm import experiments
 from dgm.experiments.runner import create
 from dgm.experiments.tasks.vae import VAETask
@@ -91,48 +91,6 @@ def refit_encoder(
     ll = dgm.metrics.log_likelihood(model, guide, test_x, num_particles=args.eval_particles)
     terms = dgm.metrics.elbo_terms(model, guide, test_x, num_particles=100)
     return {"test_log_likelihood": ll.mean().item(), "test_elbo": terms.elbo.mean().item()}
-
-
-def measure_ais(
-    model: torch.nn.Module,
-    guide: torch.nn.Module,
-    test_x: torch.Tensor,
-    iwae_ll: torch.Tensor,
-    args: argparse.Namespace,
-) -> tuple[dict[str, float], torch.Tensor]:
-    """AIS from q on the first ``--ais-points`` digits, paired with the IWAE estimate there,
-    and (``--bdmc-points``) the BDMC gap on simulated digits."""
-    t0 = time.perf_counter()
-    points = test_x[: args.ais_points]
-    options = {"num_steps": args.ais_steps, "num_chains": args.ais_chains}
-    r = dgm.infer.ais(model, guide, points, seed=args.seed, **options)
-    paired = r.log_marginal - iwae_ll[: len(points)].double()
-    n = math.sqrt(len(points))
-    out = {
-        "points": len(points),
-        "steps": args.ais_steps,
-        "chains": args.ais_chains,
-        "iwae_same_points": iwae_ll[: len(points)].mean().item(),
-        "ais": r.log_marginal.mean().item(),
-        "ais_sem": (r.log_marginal.std() / n).item(),
-        "ais_minus_iwae": paired.mean().item(),
-        "ais_minus_iwae_sem": (paired.std() / n).item(),
-        "acceptance": r.acceptance.mean().item(),
-        "ess": r.ess.mean().item(),
-    }
-    if args.bdmc_points:
-        b = dgm.infer.bdmc(model, guide, test_x[: args.bdmc_points], seed=args.seed, **options)
-        out.update(
-            {
-                "bdmc_points": args.bdmc_points,
-                "bdmc_forward": b.forward.log_marginal.mean().item(),
-                "bdmc_reverse": b.reverse.log_marginal.mean().item(),
-                "bdmc_gap": b.gap.mean().item(),
-                "bdmc_gap_sem": (b.gap.std() / math.sqrt(len(b.gap))).item(),
-            }
-        )
-    out["seconds"] = time.perf_counter() - t0
-    return out, r.log_marginal
 
 
 def main() -> None:
@@ -238,7 +196,16 @@ def main() -> None:
         if isinstance(objective, dgm.objectives.MCMCFromQ):
             stats.update(objective.diagnostics())
         if args.ais_points and POSTERIORS[cfg.model.posterior].rescorable:
-            stats["ais"], ais_ll = measure_ais(model, guide, test_x, ll, args)
+            stats["ais"], ais_ll = ais_beside(
+                model,
+                guide,
+                test_x[: args.ais_points],
+                ll[: args.ais_points],
+                args.ais_steps,
+                args.ais_chains,
+                test_x[: args.bdmc_points],
+                seed=args.seed,
+            )
             ais_baseline = ais_ll if ais_baseline is None else ais_baseline
             a = stats["ais"]
             vs = ais_ll - ais_baseline
@@ -251,9 +218,9 @@ def main() -> None:
                     if vs.abs().max() == 0
                     else f"{vs.mean().item():+.2f} ± {a['vs_baseline_paired'][1]:.2f}"
                 )
-                + f" | {a['acceptance']:.2f} | {a['ess']:.1f} | "
+                + f" | {a['ais_acceptance']:.2f} | {a['ais_ess']:.1f} | "
                 + (f"{a['bdmc_gap']:.2f} ± {a['bdmc_gap_sem']:.2f}" if "bdmc_gap" in a else "-")
-                + f" | {a['seconds']:.0f} |"
+                + f" | {a['ais_seconds']:.0f} |"
             )
             print(ais_rows[-1], flush=True)
         if name in REFIT and args.refit_epochs > 0:
