@@ -253,3 +253,35 @@ def test_the_first_states_of_several_sites_are_drawn_under_their_names() -> None
         r = ais(model, guide, x, num_steps=1, num_chains=20000, seed=8, start=start)
         w = (r.log_weights[:, 0] - exact).exp()
         assert abs(w.mean() - 1) < 4 * w.std() / math.sqrt(len(w)), (start, w.mean())
+
+
+class PositiveScale(nn.Module):
+    def forward(self, x: Tensor) -> None:
+        s = dgm.sample("s", Independent(torch.distributions.Gamma(x.new_ones(x.shape), 1.0), 1))
+        dgm.sample("x", Independent(Normal(x.new_zeros(x.shape), s), 1), obs=x)
+
+
+class CannotRescore(nn.Module):
+    """A guide whose distribution scores only its own draws (as a flow without an inverse)."""
+
+    class Dist(Normal):
+        def log_prob(self, value: Tensor) -> Tensor:
+            raise NotImplementedError("no inverse")
+
+    def forward(self, x: Tensor) -> None:
+        dgm.sample("z", Independent(self.Dist(x.new_zeros((*x.shape[:-1], 2)), 1.0), 1))
+
+
+def test_what_hmc_or_the_start_cannot_handle_is_refused_clearly() -> None:
+    x = torch.ones(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"site 's' of the model has support .*unconstrained"):
+        ais(PositiveScale(), None, x, start="prior", num_steps=3)
+    model, data = problem(n=2)
+    with pytest.raises(ValueError, match=r"guide's site 'z' cannot score a value it did not draw"):
+        ais(model, CannotRescore(), data, num_steps=3)
+    with pytest.raises(ValueError, match=r'start="guide" needs a guide'):
+        ais(model, None, data, num_steps=3)
+    with pytest.raises(ValueError, match="start must be one of guide, prior"):
+        ais(model, None, data, num_steps=3, start="posterior")
+    with pytest.raises(ValueError, match="num_chains must be >= 1"):
+        ais(model, DiagonalGuide().double(), data, num_steps=3, num_chains=0)
