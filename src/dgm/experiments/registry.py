@@ -75,6 +75,12 @@ TASKS.add(
     legacy_model=None,
 )
 TASKS.add(
+    "air",
+    _lazy("dgm.experiments.tasks.air:AIRTask"),
+    "Attend-Infer-Repeat on multi-MNIST: counting and locating digits (any discrete estimator)",
+    legacy_model=None,
+)
+TASKS.add(
     "gan",
     _lazy("dgm.experiments.tasks.gan:GANTask"),
     "GANs and the fixes for mode collapse (WGAN-GP, PacGAN, unrolled, spectral norm)",

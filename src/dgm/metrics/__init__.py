@@ -27,6 +27,7 @@ from .modes import (
     mode_coverage,
     stacked_mnist_modes,
 )
+from .objects import CountReport, box_iou, count_report
 from .sample_quality import PRDC, fid, kid, prdc, sample_quality
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "PRDC",
     "STACKED_MNIST_SAMPLES",
     "ChannelFeatures",
+    "CountReport",
     "ELBOTerms",
     "FeatureClassifier",
     "GradientStats",
@@ -45,6 +47,8 @@ __all__ = [
     "activity",
     "beta_vae_score",
     "bits_per_dim",
+    "box_iou",
+    "count_report",
     "dci",
     "disentanglement_metrics",
     "effective_sample_size",

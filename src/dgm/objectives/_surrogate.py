@@ -40,9 +40,10 @@ def split_baselines(
     """Score-function sites without and with their own control variate.
 
     A site sampled with ``infer={"baseline": b}`` carries its own; it comes back paired with
-    ``b`` detached (a learned baseline is trained by its own loss, never by the score term)
-    and checked to broadcast to the signal's ``[K, *batch]`` shape. The other sites keep their
-    order, so that the objective's shared term over them is computed as before.
+    ``b`` as given (a tensor: a learned baseline keeps its graph, for ``fit_baselines``; the
+    score terms detach it) and checked to broadcast to the signal's ``[K, *batch]`` shape. The
+    other sites keep their order, so that the objective's shared term over them is computed as
+    before.
     """
     shared: list[Site] = []
     own: list[tuple[Site, Tensor]] = []
@@ -56,7 +57,7 @@ def split_baselines(
                 f"site {s.name!r}: infer['baseline'] must be a tensor or a number, got "
                 f"{type(b).__name__}"
             )
-        b = torch.as_tensor(b, dtype=signal.dtype, device=signal.device).detach()
+        b = torch.as_tensor(b, dtype=signal.dtype, device=signal.device)
         try:
             fits = torch.broadcast_shapes(b.shape, signal.shape) == signal.shape
         except RuntimeError:
@@ -68,6 +69,29 @@ def split_baselines(
             )
         own.append((s, b))
     return shared, own
+
+
+def fit_baselines(own: list[tuple[Site, Tensor]], target: Tensor) -> Tensor | None:
+    """Zero in value; in backward, the least-squares fit of every learned site baseline.
+
+    A site's ``infer["baseline"]`` that carries a gradient (the output of a network, as
+    Attend-Infer-Repeat's per-step baselines are) gets the gradient of
+    -(1/2) (target - b)^2 wherever the site's mask keeps it, so that the same optimizer step
+    that follows the bound moves ``b`` towards the learning signal it centres (Mnih & Gregor
+    2014, Eq. 11). ``target`` is that signal, ``[K, *batch]``, detached. A constant baseline
+    gets nothing. Returns ``None`` when no baseline is learned, else ``[K, *batch]``.
+    """
+    total: Tensor | None = None
+    for s, b in own:
+        if not b.requires_grad:
+            continue
+        fit = -0.5 * (target.detach() - b) ** 2
+        if s.mask is not None:
+            keep = s.mask if isinstance(s.mask, Tensor) else torch.tensor(s.mask)
+            fit = torch.where(keep.to(fit.device), fit, 0.0)
+        term = magic_box(fit)
+        total = term if total is None else total + term
+    return total
 
 
 def check_fresh(lw: object) -> None:

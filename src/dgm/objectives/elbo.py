@@ -7,7 +7,13 @@ from typing import Any
 from torch import Tensor
 
 from ..registry import at_least
-from ._surrogate import check_fresh, leave_one_out_baseline, magic_box, split_baselines
+from ._surrogate import (
+    check_fresh,
+    fit_baselines,
+    leave_one_out_baseline,
+    magic_box,
+    split_baselines,
+)
 from .log_weights import LogWeights, log_weights
 
 
@@ -24,7 +30,10 @@ def elbo(lw: LogWeights, baseline: Tensor | None = None) -> Tensor:
     A guide site sampled with ``dgm.sample(..., infer={"baseline": b})`` gets its own term
     (log w_k - b_k) * grad log q_site(z_k | x) with its ``b`` (detached, broadcastable to
     ``[K, B]``; it must not depend on the site's own value, e.g. a network of the data and of
-    earlier sites, as Attend-Infer-Repeat has per step). The other score-function sites
+    earlier sites, as Attend-Infer-Repeat has per step). A ``b`` that carries a gradient is
+    a learned baseline: it is fitted to the signal log w_k by least squares, where the site
+    is not masked, in the same backward pass (zero in value; ``fit_baselines``). The other
+    score-function sites
     share one term with ``baseline`` or the default. Score terms use each site's unscaled
     (but masked) log q: ``dgm.ppl.scale`` reweights a site in the bound, not its sampling.
 
@@ -52,7 +61,10 @@ def elbo(lw: LogWeights, baseline: Tensor | None = None) -> Tensor:
             b = leave_one_out_baseline(signal) if baseline is None else baseline.detach()
             bound = bound + magic_box((signal - b) * score).mean(0)
         for s, b_s in own:
-            bound = bound + magic_box((signal - b_s) * s.unscaled_log_prob).mean(0)
+            bound = bound + magic_box((signal - b_s.detach()) * s.unscaled_log_prob).mean(0)
+        fit = fit_baselines(own, signal)
+        if fit is not None:
+            bound = bound + fit.mean(0)
     return bound
 
 

@@ -10,7 +10,14 @@ from torch import Tensor
 
 from ..ppl import replay, trace
 from ..registry import at_least
-from ._surrogate import check_fresh, frozen, leave_one_out_baseline, magic_box, split_baselines
+from ._surrogate import (
+    check_fresh,
+    fit_baselines,
+    frozen,
+    leave_one_out_baseline,
+    magic_box,
+    split_baselines,
+)
 from .log_weights import LogWeights, log_weights
 
 
@@ -30,8 +37,9 @@ def iwae(lw: LogWeights, dreg: bool = False) -> Tensor:
     instead of VIMCO's control variate: its term is sum_k (log L_K - b_k) grad log q_site(z_k
     | x), i.e. ``b`` stands in for log L_K^{-k} and is subtracted from the same learning
     signal (log L_K, before any control variate) that VIMCO centres. With K = 1, log L_1 =
-    log w_1 and the term is the ELBO's, exactly as ``elbo`` computes it. ``b`` is detached,
-    must broadcast to ``[K, B]`` and must not depend on the site's own value. The other
+    log w_1 and the term is the ELBO's, exactly as ``elbo`` computes it. ``b`` is detached in
+    that term, must broadcast to ``[K, B]`` and must not depend on the site's own value; one
+    that carries a gradient is fitted to log L_K by least squares (as in ``elbo``). The other
     score-function sites keep VIMCO's control variate. Score terms use each site's unscaled
     (but masked) log q, as in ``elbo``.
 
@@ -73,7 +81,10 @@ def iwae(lw: LogWeights, dreg: bool = False) -> Tensor:
                 signal = signal - leave_one_out_baseline(signal)
             bound = bound + magic_box(signal * score).sum(0)
         for s, b_s in own:
-            bound = bound + magic_box((log_l - b_s) * s.unscaled_log_prob).sum(0)
+            bound = bound + magic_box((log_l - b_s.detach()) * s.unscaled_log_prob).sum(0)
+        fit = fit_baselines(own, log_l.expand_as(signal))
+        if fit is not None:
+            bound = bound + fit.mean(0)
     return bound
 
 

@@ -8,6 +8,8 @@ baseline=...)`` and takes the options it uses. Capabilities:
 - ``dreg``: accepts the doubly-reparameterized guide gradient;
 - ``learns_model``: trains the model on data (``False``: the guide alone, on simulations);
 - ``baseline``: needs a baseline network ``C(x)`` (NVIL);
+- ``site_baselines``: honours a site's own control variate ``infer={"baseline": b}`` (and
+  fits a learned one: ``elbo``, ``iwae``);
 - ``disentangle``: a disentangling VAE objective (beta-VAE and its successors), built with
   ``dataset_size``, ``beta``, ``alpha``, ``gamma``, ``estimator``, ``capacity``,
   ``capacity_steps``, ``lambda_od``, ``lambda_d``, ``discriminator`` (a weight given as
@@ -110,6 +112,7 @@ OBJECTIVES.add(
     learns_model=True,
     baseline=False,
     disentangle=False,
+    site_baselines=True,
 )
 OBJECTIVES.add(
     "reinforce",
@@ -120,6 +123,7 @@ OBJECTIVES.add(
     learns_model=True,
     baseline=False,
     disentangle=False,
+    site_baselines=True,
 )
 OBJECTIVES.add(
     "iwae",
@@ -130,6 +134,7 @@ OBJECTIVES.add(
     learns_model=True,
     baseline=False,
     disentangle=False,
+    site_baselines=True,
 )
 OBJECTIVES.add(
     "vimco",
@@ -140,6 +145,7 @@ OBJECTIVES.add(
     learns_model=True,
     baseline=False,
     disentangle=False,
+    site_baselines=True,
 )
 OBJECTIVES.add(
     "rws",
@@ -150,6 +156,7 @@ OBJECTIVES.add(
     learns_model=True,
     baseline=False,
     disentangle=False,
+    site_baselines=False,
 )
 OBJECTIVES.add(
     "wake-sleep",
@@ -160,6 +167,7 @@ OBJECTIVES.add(
     learns_model=True,
     baseline=False,
     disentangle=False,
+    site_baselines=False,
 )
 OBJECTIVES.add(
     "nvil",
@@ -170,6 +178,7 @@ OBJECTIVES.add(
     learns_model=True,
     baseline=True,
     disentangle=False,
+    site_baselines=False,
 )
 OBJECTIVES.add(
     "concrete",
@@ -180,6 +189,7 @@ OBJECTIVES.add(
     learns_model=True,
     baseline=False,
     disentangle=False,
+    site_baselines=False,
 )
 OBJECTIVES.add(
     "sleep",
@@ -190,8 +200,15 @@ OBJECTIVES.add(
     learns_model=False,
     baseline=False,
     disentangle=False,
+    site_baselines=False,
 )
-_DISENTANGLE = {"bound": None, "dreg": False, "learns_model": True, "baseline": False}
+_DISENTANGLE = {
+    "bound": None,
+    "dreg": False,
+    "learns_model": True,
+    "baseline": False,
+    "site_baselines": False,
+}
 OBJECTIVES.add(
     "beta-vae",
     _beta_vae,

@@ -12,6 +12,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 from torch import Tensor
 
 
@@ -51,6 +52,64 @@ def image_grid(
     plt.axis("off")
     if title:
         plt.title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", dpi=100)
+    plt.close(fig)
+    return path
+
+
+STEP_COLOURS = ("tab:red", "tab:green", "tab:blue", "tab:orange", "tab:purple", "tab:cyan")
+
+
+def boxes_grid(
+    images: Tensor,
+    boxes: Tensor,
+    present: Tensor,
+    path: Path,
+    title: str = "",
+    columns: int | None = None,
+) -> Path:
+    """Save grayscale images ``[N, H, W]`` with boxes drawn on them, step t's in colour t.
+
+    ``boxes`` is ``[N, T, 4]`` (x0, y0, x1, y1 in pixels, x the column; pixel i spans
+    [i, i + 1]) and ``present`` ``[N, T]``: only the boxes where it is 1 are drawn
+    (Attend-Infer-Repeat's windows, one colour per inference step).
+    """
+    images = images.detach().float().cpu().clamp(0, 1)
+    if images.dim() != 3 or boxes.shape[:1] != images.shape[:1] or boxes.shape[-1] != 4:
+        raise ValueError(
+            f"boxes_grid needs images [N, H, W] and boxes [N, T, 4]; got {list(images.shape)} "
+            f"and {list(boxes.shape)}"
+        )
+    n, h, w = images.shape
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = images.new_ones(rows * (h + 1) + 1, cols * (w + 1) + 1) * 0.5
+    for i in range(n):
+        r, c = divmod(i, cols)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
+            images[i]
+        )
+    fig = plt.figure(figsize=(cols * w / 40 + 0.5, rows * h / 40 + 0.7))
+    ax = fig.gca()
+    ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    boxes, present = boxes.detach().float().cpu(), present.detach().cpu()
+    for i in range(n):
+        r, c = divmod(i, cols)
+        ox, oy = 1 + c * (w + 1) - 0.5, 1 + r * (h + 1) - 0.5  # pixel j spans [j - .5, j + .5]
+        for t in range(boxes.shape[1]):
+            if present[i, t] < 0.5:
+                continue
+            x0, y0, x1, y1 = boxes[i, t].tolist()
+            colour = STEP_COLOURS[t % len(STEP_COLOURS)]
+            ax.add_patch(
+                Rectangle((ox + x0, oy + y0), x1 - x0, y1 - y0, fill=False, lw=1, ec=colour)
+            )
+    ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
+    ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight", dpi=100)
     plt.close(fig)
