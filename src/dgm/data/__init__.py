@@ -14,6 +14,7 @@ from .files import (
 )
 from .idx import dynamic_binarize, fashion_mnist, mnist, read_idx
 from .mixtures import MIXTURES, Mixture, mixture
+from .multi_mnist import MultiMNIST, multi_mnist, multi_mnist_set
 from .splits import DATASETS, Splits
 from .stacked import stack_digits, stacked_mnist
 from .tabular import TABULAR_SETS, tabular
@@ -30,6 +31,7 @@ __all__ = [
     "DataNotFoundError",
     "FactorData",
     "Mixture",
+    "MultiMNIST",
     "RemoteFile",
     "Splits",
     "binarized_mnist",
@@ -39,6 +41,8 @@ __all__ = [
     "fashion_mnist",
     "mixture",
     "mnist",
+    "multi_mnist",
+    "multi_mnist_set",
     "read_amat",
     "read_idx",
     "require_factors",

@@ -37,6 +37,7 @@ from .binarized import binarized_mnist
 from .dsprites import FACTOR_NAMES, FACTOR_SIZES, DSpritesFactors, dsprites
 from .idx import dynamic_binarize, fashion_mnist, mnist
 from .mixtures import MIXTURES, mixture
+from .multi_mnist import CANVAS_SIZE, MAX_DIGITS, cached_multi_mnist, pool_tag
 from .stacked import digit_pool, held_out_parts, stack_digits
 from .tabular import TABULAR_SETS, tabular
 from .toy2d import TOY_DENSITIES, toy2d
@@ -52,13 +53,15 @@ class Splits:
         image_shape: the shape of one point as an image (for pictures), e.g. ``(28, 28)``.
         transform: applied to every training batch (e.g. a fresh dynamic binarization).
         side: side information per split, indexed like the data: ``side["labels"]["test"]``
-            (MNIST classes; stacked MNIST's 0..999), ``side["factors"]["train"]`` (dSprites
-            factor values ``[N, 5]``), ``side["factor_indices"]["train"]`` (their indices into
-            the factor grid).
+            (MNIST classes; stacked MNIST's 0..999; multi-MNIST's ``[N, 2]`` digit classes,
+            -1 beyond the count, beside its ``side["counts"]`` and ``side["boxes"]``),
+            ``side["factors"]["train"]`` (dSprites factor values ``[N, 5]``),
+            ``side["factor_indices"]["train"]`` (their indices into the factor grid).
         info: anything else, e.g. ``info["factor_names"]``, ``info["factor_data"]`` (a
             ``dgm.data.FactorData`` that renders observations for chosen factors),
             ``info["mode_centers"]`` ``[M, 2]`` and ``info["mode_std"]`` (a Gaussian mixture's
-            modes, ``ring8`` / ``grid25``), ``info["digit_source"]`` (stacked MNIST's pool).
+            modes, ``ring8`` / ``grid25``), ``info["digit_source"]`` (stacked and multi-MNIST's
+            pool), ``info["canvas_size"]`` and ``info["max_objects"]`` (multi-MNIST's).
     """
 
     train: Tensor
@@ -323,6 +326,58 @@ def _stacked_mnist(
     )
 
 
+MULTI_MNIST_TRAIN_SIZES = {CANVAS_SIZE: 60000, 32: 20000}  # Pyro's 60000; fewer at 32x32
+
+
+def _multi_mnist(canvas_size: int) -> Callable[..., Splits]:
+    def load(
+        *,
+        data_dir: str | None,
+        seed: int,
+        train_points: int | None,
+        valid_points: int,
+        test_points: int,
+        **_: Any,
+    ) -> Splits:
+        """Multi-MNIST (``multi_mnist.py``), flattened ``[N, canvas * canvas]``: training
+        images from the pool's digits outside its fixed held-out 10%, validation and test
+        images from that 10%; three independent streams of ``seed``; each split cached in
+        memory. ``side`` holds each split's ``counts`` ``[N]``, ``boxes`` ``[N, 2, 4]`` and
+        digit ``labels`` ``[N, 2]`` (NaN / -1 beyond the count)."""
+        digits, labels, source = digit_pool(data_dir)
+        tag = pool_tag(digits, labels, source)
+        streams = {
+            "train": (train_points or MULTI_MNIST_TRAIN_SIZES[canvas_size], seed, "train"),
+            "valid": (valid_points, seed + 1_000_003, "held_out"),
+            "test": (test_points, seed + 2_000_006, "held_out"),
+        }
+        sets = {
+            split: cached_multi_mnist(
+                digits, labels, n, split_seed, canvas_size, part=part, tag=tag
+            )
+            for split, (n, split_seed, part) in streams.items()
+        }
+        images = {split: s.images.view(len(s), -1) for split, s in sets.items()}  # views
+        return Splits(
+            images["train"],
+            images["valid"],
+            images["test"],
+            (canvas_size, canvas_size),
+            side={
+                "counts": {split: s.counts for split, s in sets.items()},
+                "boxes": {split: s.boxes for split, s in sets.items()},
+                "labels": {split: s.digit_labels for split, s in sets.items()},
+            },
+            info={
+                "digit_source": source,
+                "canvas_size": canvas_size,
+                "max_objects": MAX_DIGITS,
+            },
+        )
+
+    return load
+
+
 def _tabular(name: str) -> Callable[..., Splits]:
     def load(
         *,
@@ -467,6 +522,23 @@ DATASETS.add(
     factors=False,
     download="auto",
 )
+for _canvas, _name in ((CANVAS_SIZE, "multi_mnist"), (32, "multi_mnist_32")):
+    DATASETS.add(
+        _name,
+        _multi_mnist(_canvas),
+        f"multi-MNIST (Eslami et al. 2016, AIR) as Pyro's AIR example generates it: 0, 1 or 2 "
+        f"scaled MNIST digits, uniformly, on a {_canvas}x{_canvas} canvas"
+        + ("" if _canvas == CANVAS_SIZE else " (digits scaled with it; for CPU budgets)")
+        + "; counts, boxes and digit labels in side; held-out digits for validation and test",
+        kind="image",
+        shape=(_canvas, _canvas),
+        levels=256,  # continuous after resizing, but 8-bit digits, as stacked_mnist's
+        binarize=False,
+        train_size=MULTI_MNIST_TRAIN_SIZES[_canvas],
+        factors=False,
+        download="auto",
+        max_objects=MAX_DIGITS,
+    )
 for _name, _set in TABULAR_SETS.items():
     DATASETS.add(
         _name,

@@ -81,14 +81,17 @@ def _check_sizes(canvas_size: int, window_size: int, num_steps: int) -> None:
         )
 
 
-def check_images(program: nn.Module, x: Tensor, canvas_size: int) -> None:
-    """Data must be flattened ``[batch, canvas_size ** 2]`` images in [0, 1]."""
+def check_images(program: nn.Module, x: Tensor, canvas_size: int, values: bool = True) -> None:
+    """Data must be flattened ``[batch, canvas_size ** 2]`` images, with ``values`` in [0, 1]
+    (the guide also reads the model's simulations, whose Normal noise leaves [0, 1])."""
     size = canvas_size**2
     if x.dim() != 2 or x.shape[-1] != size:
         raise ValueError(
             f"{type(program).__name__} expects images shaped [batch, {size}] (a "
             f"{canvas_size}x{canvas_size} canvas, flattened), got {list(x.shape)}"
         )
+    if not values:
+        return
     lo, hi = x.aminmax()
     if lo < 0 or hi > 1:
         hint = "; divide 8-bit images by 255" if lo >= 0 and 128 < hi <= 255 else ""
@@ -281,7 +284,7 @@ class AIRGuide(nn.Module):
     def forward(self, x: Tensor | None = None, num_samples: int = 1) -> None:
         if x is None:
             raise ValueError("the guide q(z | x) needs images x")
-        check_images(self, x, self.canvas_size)
+        check_images(self, x, self.canvas_size, values=False)
         images = x.reshape(*x.shape[:-1], self.canvas_size, self.canvas_size)
         image = self.rnn.project(self.embed(x))  # once per image, not per step and particle
         ref = self.where_loc
