@@ -82,3 +82,24 @@ def test_the_evaluation_page_example_runs(
     printed = capsys.readouterr().out
     low, high = re.findall(r"(-?[0-9.]+) <= log p\(x\) <= (-?[0-9.]+)", printed)[0]
     assert float(low) < 0 and float(high) < 0 and "AIS - IWAE" in printed
+
+
+def test_the_air_page_example_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    page = README.parent / "docs" / "air.md"
+    (code,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    disks = (((yy - 13.5) ** 2 + (xx - 13.5) ** 2) < 36).float().flatten().repeat(50, 1)
+    pool = (disks, torch.arange(50) % 10, "disks (test)")
+    module = importlib.import_module("dgm.data.multi_mnist")
+    monkeypatch.setattr(module, "digit_pool", lambda data_dir=None: pool)
+    small = code.replace("multi_mnist_set(2000", "multi_mnist_set(300").replace(
+        "steps=200", "steps=3"
+    )
+    assert small != code
+    exec(compile(small, str(page), "exec"), {})
+    accuracy = float(capsys.readouterr().out.split()[-1])
+    assert 0 <= accuracy <= 1

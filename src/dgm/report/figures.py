@@ -90,7 +90,7 @@ def boxes_grid(
         canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
             images[i]
         )
-    fig = plt.figure(figsize=(cols * w / 40 + 0.5, rows * h / 40 + 0.7))
+    fig = plt.figure(figsize=(cols * w / 25 + 0.5, rows * h / 25 + 0.7))
     ax = fig.gca()
     ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     boxes, present = boxes.detach().float().cpu(), present.detach().cpu()
