@@ -124,3 +124,24 @@ def test_images_outside_zero_one_are_refused_before_training() -> None:
     bad = Splits(x, x, 255 * x, (32, 32))
     with pytest.raises(ValueError, match=r"the test split has values in \[0\.\d+, 255\]"):
         AIRTask(cfg).build(bad)
+
+
+def test_the_baselines_get_their_own_learning_rate_and_only_where_they_are_used() -> None:
+    cfg = load("air-multi-mnist-cpu", ["train.lr=2e-4", "train.baseline_lr=5e-3"])
+    task = AIRTask(cfg)
+    model, guide = task.programs(32 * 32)
+    parts = {"model": model, "guide": guide, "objective": torch.nn.Module()}
+    (opt,) = task.optimizers(parts)
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in opt.param_groups}
+    baseline = {id(p) for n, p in guide.named_parameters() if n.startswith("baseline")}
+    assert baseline and by_lr[5e-3] == baseline
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(
+        [*model.parameters(), *guide.parameters()]
+    )
+    for name, on in (("reinforce", True), ("elbo", True), ("vimco", False), ("rws", False)):
+        _, g = AIRTask(load("air-multi-mnist-cpu", [f"objective.name={name}"])).programs(1024)
+        assert g.baselines is on, name
+    _, g = AIRTask(
+        load("air-multi-mnist-cpu", ["objective.name=vimco", "objective.baselines=true"])
+    ).programs(1024)
+    assert g.baselines

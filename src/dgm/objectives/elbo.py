@@ -33,9 +33,9 @@ def elbo(lw: LogWeights, baseline: Tensor | None = None) -> Tensor:
     earlier sites, as Attend-Infer-Repeat has per step). A ``b`` that carries a gradient is
     a learned baseline: it is fitted to the signal log w_k by least squares, where the site
     is not masked, in the same backward pass (zero in value; ``fit_baselines``). The other
-    score-function sites
-    share one term with ``baseline`` or the default. Score terms use each site's unscaled
-    (but masked) log q: ``dgm.ppl.scale`` reweights a site in the bound, not its sampling.
+    score-function sites share one term with ``baseline`` or the default. Score terms use each
+    site's unscaled (but masked) log q: ``dgm.ppl.scale`` reweights a site in the bound, not
+    its sampling.
 
     References:
         Kingma & Welling, "Auto-Encoding Variational Bayes", 2014.
