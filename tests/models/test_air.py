@@ -85,6 +85,11 @@ def test_box_iou_and_count_report() -> None:
     assert r.accuracy == 0.75
     assert r.confusion.tolist() == [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0]]
     assert r.box_iou == pytest.approx(1.0)  # the two-object image matched across steps
+    assert r.centre_error == pytest.approx(0.0)
+    shifted = true_boxes.clone()
+    shifted[..., [0, 2]] += 1.0  # every true box 1 pixel to the right
+    r = count_report(counts, true, boxes, shifted)
+    assert r.centre_error == pytest.approx(1.0) and r.box_iou == pytest.approx(1 / 3)
 
 
 def test_the_geometric_count_prior_is_proportional_to_k_to_the_n() -> None:

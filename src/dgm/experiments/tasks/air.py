@@ -303,6 +303,7 @@ class AIRTask(LatentVariableTask[AIRConfig]):
             metrics[f"{split}_count_accuracy"] = report.accuracy
             metrics[f"{split}_count_confusion"] = report.confusion.tolist()
             metrics[f"{split}_box_iou"] = report.box_iou
+            metrics[f"{split}_box_centre_error"] = report.centre_error
             metrics[f"{split}_points"] = len(x)
         test = data.test.to(device)
         k = e.num_particles
