@@ -16,9 +16,11 @@ with the estimator switched (``objective.name``):
 Every run gets the same wall-clock budget (``--minutes``, capped at ``--steps``) on one torch
 thread, ``--jobs`` runs at a time. Scored on the checkpoint with the best validation count
 accuracy (1000 held-out images): count accuracy on 1000 test images (digits held out from
-training), with its confusion matrix and the box IoU of correctly counted images. A seed
-succeeds with test count accuracy >= 0.9. Curves: validation count accuracy every 500 steps,
-against steps and training seconds (validation excluded).
+training), with its confusion matrix, and the box IoU and centre distance of the correctly
+counted images' windows against the digits' frames. A seed succeeds with test count accuracy
+>= 0.9. Curves: validation count accuracy every 500 steps, against steps and training seconds
+(validation excluded). ``--reuse`` scores finished runs again from their final metrics (after
+``dgm eval RUN`` when the evaluation has gained a metric).
 
     DGM_DATA_DIR=../shared/data python benchmarks/air_count.py --minutes 6 --seeds 0 1 2 3 4
     python benchmarks/air_count.py --protocol full   # Pyro's 50x50, 200k steps (a GPU)
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -170,14 +173,16 @@ def main() -> None:
         "Test count accuracy (1000 held-out images, the checkpoint with the best validation "
         f"count accuracy); a seed succeeds at >= {SUCCESS}.",
         "",
-        "| estimator | seeds | succeed | test count accuracy | median | box IoU | steps | "
-        "ms / step | valid acc. at 2 / 4 min |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| estimator | seeds | succeed | test count accuracy | median | box IoU | centre error "
+        "(px) | steps | ms / step | valid acc. at 2 / 4 min |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for est in args.estimators:
         rs = [r for r in runs if r["estimator"] == est]
         accs = [r["test_count_accuracy"] for r in rs]
         ious = [r["test_box_iou"] for r in rs if r["test_box_iou"] == r["test_box_iou"]]
+        gaps = [r.get("test_box_centre_error", math.nan) for r in rs]
+        gaps = [g for g in gaps if g == g]
         steps = [r["train_steps"] for r in rs]
         ms = [1000 * r["train_seconds"] / r["train_steps"] for r in rs]
         early = [
@@ -189,6 +194,7 @@ def main() -> None:
         lines.append(
             f"| {ESTIMATORS[est][0]} | {len(rs)} | {sum(a >= SUCCESS for a in accs)}/{len(rs)} "
             f"| {_mean_sd(accs)} | {statistics.median(accs):.3f} | {_mean_sd(ious)} | "
+            f"{_mean_sd(gaps)} | "
             f"{min(steps)}-{max(steps)} | {statistics.median(ms):.0f} | {'; '.join(early)} |"
         )
     lines += ["", "Per run (test confusion matrix: rows true count 0..2, columns inferred):", ""]
