@@ -171,10 +171,17 @@ def main() -> None:
         ),
         "",
         "Test count accuracy (1000 held-out images, the checkpoint with the best validation "
-        f"count accuracy); a seed succeeds at >= {SUCCESS}.",
+        f"count accuracy); a seed succeeds at >= {SUCCESS}."
+        + (
+            " Scored from the runs' final metrics (`--reuse`): trained by the same command "
+            "without it, evaluated again by `dgm eval RUN` (the counts are one draw of the "
+            "guide, so a second evaluation moves them by a few thousandths)."
+            if args.reuse
+            else ""
+        ),
         "",
         "| estimator | seeds | succeed | test count accuracy | median | box IoU | centre error "
-        "(px) | steps | ms / step | valid acc. at 2 / 4 min |",
+        "(px) | steps | ms / step (with validation) | valid acc. at 2 / 4 min |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for est in args.estimators:
