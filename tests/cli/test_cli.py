@@ -22,7 +22,15 @@ NEEDS_MNIST = {
     for n in experiments.available()
     if getattr(experiments.load(n), "data", None) is not None
     and getattr(experiments.load(n).data, "name", None)
-    in ("binarized_mnist", "mnist", "mnist_t10k", "fashion_mnist", "stacked_mnist")
+    in (
+        "binarized_mnist",
+        "mnist",
+        "mnist_t10k",
+        "fashion_mnist",
+        "stacked_mnist",
+        "multi_mnist",  # drawn from MNIST digits
+        "multi_mnist_32",
+    )
 }
 
 # opt-in downloads (MAF's tabular sets, 1 GB): run on a generated raw file of the same format
@@ -98,6 +106,9 @@ def test_every_packaged_experiment_runs_end_to_end_at_smoke_size(
             assert final["classifier_test_accuracy"] > 0.1
         if cfg.data.name == "stacked_mnist":  # type: ignore[attr-defined]
             assert 1 <= final["stacked_modes"] <= 1000
+    elif cfg.task == "air":  # counts, boxes and the bounds
+        assert 0 <= final["test_count_accuracy"] <= 1 and 0 <= final["train_count_accuracy"] <= 1
+        assert math.isfinite(final[f"test_iwae_k{cfg.eval.num_particles}"])  # type: ignore[attr-defined]
     elif cfg.task == "flow":
         score = [v for k, v in final.items() if k.startswith(("test_nll", "test_bits_per_dim_k"))]
         assert score and all(math.isfinite(v) and v > 0 for v in score)
