@@ -488,6 +488,8 @@ def test_every_data_set_says_how_it_is_downloaded() -> None:
         "mnist_t10k",
         "fashion_mnist",
         "stacked_mnist",
+        "multi_mnist",
+        "multi_mnist_32",
     ]
     for name, spec in TABULAR_SETS.items():
         entry = DATASETS[name]

@@ -70,7 +70,7 @@ def test_image_data_are_scored_in_their_integer_levels() -> None:
         (
             "flow-moons",
             ["objective.name=iwae"],
-            r"objective.name is a setting of task 'vae', 'sbn' and 'disentangle', not of task 'flow'",
+            r"objective.name is a setting of task 'vae', 'sbn', 'disentangle' and 'air', not of task 'flow'",
         ),
         ("flow-digits-glow", ["train.batch_size=2000"], r"larger than the training set \(1257"),
     ],

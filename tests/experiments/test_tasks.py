@@ -37,7 +37,15 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_every_registered_task_names_its_configuration() -> None:
-    assert set(TASKS) == {"vae", "sbn", "inference-compilation", "flow", "disentangle", "gan"}
+    assert set(TASKS) == {
+        "vae",
+        "sbn",
+        "inference-compilation",
+        "flow",
+        "disentangle",
+        "gan",
+        "air",
+    }
     for name in TASKS:
         cls = task_class(name)
         assert issubclass(cls, Task) and cls.name == name
@@ -90,7 +98,7 @@ def test_a_key_of_another_task_names_the_file_the_key_and_the_owner(tmp_path: Pa
     ic = write(tmp_path / "ic.yaml", "task: inference-compilation\nobjective: {name: iwae}\n")
     with pytest.raises(
         ConfigError,
-        match=r"ic.yaml: objective is a setting of task 'vae', 'sbn' and 'disentangle', not",
+        match=r"ic.yaml: objective is a setting of task 'vae', 'sbn', 'disentangle' and 'air', not",
     ):
         load_config(ic)
     with pytest.raises(ConfigError, match=r"polyreg-ic.yaml: model.posterior is a setting of"):
