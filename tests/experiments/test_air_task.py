@@ -111,6 +111,8 @@ def test_a_short_run_on_a_small_canvas_counts_well_above_chance(
         (["objective.name=rws", "objective.baselines=true"], "objective.baselines"),
         (["model.scale_prior=[3.0, 0.0]"], "model.scale_prior is"),
         (["eval.estimator=ais"], "discrete"),
+        (["model.z_pres_prior=1.5"], r"k of p\(n\) ~ k\^n\) must be in \(0, 1\]"),
+        (["model.z_pres_prior=1.0", "model.z_pres_prior_raw=true"], "a probability < 1"),
     ],
 )
 def test_bad_configurations_are_refused_before_training(sets: list[str], message: str) -> None:

@@ -81,6 +81,13 @@ def _check_sizes(canvas_size: int, window_size: int, num_steps: int) -> None:
         )
 
 
+def _where_prior(module: nn.Module, scale: tuple[float, float], shift: tuple[float, float]) -> None:
+    """The z_where prior's mean and standard deviation as buffers ``where_loc`` and
+    ``where_scale`` (the model's prior; the guide's offsets and factors are relative to it)."""
+    module.register_buffer("where_loc", torch.tensor([scale[0], shift[0], shift[0]]))
+    module.register_buffer("where_scale", torch.tensor([scale[1], shift[1], shift[1]]))
+
+
 def check_images(program: nn.Module, x: Tensor, canvas_size: int, values: bool = True) -> None:
     """Data must be flattened ``[batch, canvas_size ** 2]`` images, with ``values`` in [0, 1]
     (the guide also reads the model's simulations, whose Normal noise leaves [0, 1])."""
@@ -158,12 +165,7 @@ class AIRModel(nn.Module):
         else:
             rho = geometric_presence(z_pres_prior, num_steps)
         self.register_buffer("pres_logits", torch.logit(torch.tensor(rho).clamp(1e-12, 1 - 1e-7)))
-        self.register_buffer(
-            "where_loc", torch.tensor([scale_prior[0], shift_prior[0], shift_prior[0]])
-        )
-        self.register_buffer(
-            "where_scale", torch.tensor([scale_prior[1], shift_prior[1], shift_prior[1]])
-        )
+        _where_prior(self, scale_prior, shift_prior)
         self.decoder = MLP((z_what_size, *decoder_hidden, window_size**2), activation)
 
     pres_logits: Tensor
@@ -264,12 +266,7 @@ class AIRGuide(nn.Module):
         self.rnn = ImageLSTM(embedded, latents, rnn_hidden)
         self.predict = MLP((rnn_hidden, *predict_hidden, 1 + 2 * WHERE), activation)
         self.encoder = MLP((window_size**2, *encoder_hidden, 2 * z_what_size), activation)
-        self.register_buffer(
-            "where_loc", torch.tensor([scale_prior[0], shift_prior[0], shift_prior[0]])
-        )
-        self.register_buffer(
-            "where_scale", torch.tensor([scale_prior[1], shift_prior[1], shift_prior[1]])
-        )
+        _where_prior(self, scale_prior, shift_prior)
         self.baselines = baselines
         if baselines:
             self.baseline_embed: nn.Module = (

@@ -38,12 +38,7 @@ def image_grid(
         )
     cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    canvas = images.new_ones(channels, rows * (h + 1) + 1, cols * (w + 1) + 1) * 0.5
-    for i in range(n):
-        r, c = divmod(i, cols)
-        canvas[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
-            images[i].reshape(channels, h, w)
-        )
+    canvas = _tile(images.reshape(n, channels, h, w), cols)
     fig = plt.figure(figsize=(cols * w / 60 + 0.5, rows * h / 60 + 0.7))
     if channels == 1:
         plt.imshow(canvas[0].numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
@@ -52,6 +47,24 @@ def image_grid(
     plt.axis("off")
     if title:
         plt.title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _tile(images: Tensor, cols: int) -> Tensor:
+    """Images ``[N, C, H, W]`` laid out ``cols`` to a row with 1-pixel grey borders:
+    ``[C, rows * (H + 1) + 1, cols * (W + 1) + 1]``."""
+    n, channels, h, w = images.shape
+    rows = math.ceil(n / cols)
+    canvas = images.new_ones(channels, rows * (h + 1) + 1, cols * (w + 1) + 1) * 0.5
+    for i in range(n):
+        r, c = divmod(i, cols)
+        canvas[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
+            images[i]
+        )
+    return canvas
+
+
+def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight", dpi=100)
     plt.close(fig)
@@ -84,12 +97,7 @@ def boxes_grid(
     n, h, w = images.shape
     cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    canvas = images.new_ones(rows * (h + 1) + 1, cols * (w + 1) + 1) * 0.5
-    for i in range(n):
-        r, c = divmod(i, cols)
-        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
-            images[i]
-        )
+    canvas = _tile(images[:, None], cols)[0]
     fig = plt.figure(figsize=(cols * w / 25 + 0.5, rows * h / 25 + 0.7))
     ax = fig.gca()
     ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
@@ -110,10 +118,7 @@ def boxes_grid(
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def heatmap(
@@ -143,10 +148,7 @@ def heatmap(
     fig.colorbar(image, ax=ax, fraction=0.05)
     if title:
         ax.set_title(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def learning_curves(records: list[dict[str, Any]], path: Path) -> Path | None:
