@@ -1,11 +1,26 @@
-"""Per-step training time: dgm against hand-written PyTorch and Pyro, interleaved in one process.
+"""Per-step training time: dgm eager and compiled against hand-written PyTorch and Pyro.
 
-VAE (K=1, ELBO) and IWAE (K=5, K=50) on the IWAE paper's one-layer networks
-(784-200-200-50, tanh, Bernoulli decoder), batch 100, Adam. The three implementations use
-identical networks and data; each round runs a few steps of each, in rotating order, so that
-machine noise hits all of them alike. Reported: median seconds per step and ratios.
+VAE (K=1, ELBO) and IWAE (K=5, 50) on the IWAE paper's one-layer networks (784-200-200-50,
+tanh, Bernoulli decoder), Adam, at batch 20 (the paper's) and 100. Every implementation
+uses the same networks and data:
 
-    python benchmarks/step_time.py [--rounds 30] [--steps 5] [--no-pyro]
+- hand-written: the bound written directly with tensors (no distribution objects, no
+  traces), eager, and with its loss compiled by ``torch.compile``;
+- dgm (plain distributions): the model and guide written as a user writes them, with
+  ``Independent(Normal(...))`` and ``Independent(Bernoulli(logits=...))``, trained by
+  ``dgm.train.SurrogateStep``, eager and with ``step.compile()`` (``train.compile=on``);
+- dgm (dgm.models.vae): the same step on dgm's own VAE programs (fused Bernoulli density);
+- Pyro: ``Trace_ELBO`` (K=1) or ``RenyiELBO(alpha=0)`` vectorized over particles (K>1),
+  and ``JitTrace_ELBO`` (K=1; Pyro has no JIT Renyi objective).
+
+Every step after each implementation's first runs as ``dgm train`` runs it, with value
+checks off (``dgm.checks.validation(False)``: dgm's data checks and torch.distributions'
+argument validation, which the loop runs on a run's first step only). Each round runs a few
+steps of each implementation in rotating order, so that machine noise hits all alike.
+Compiled variants are compiled (and timed) before the rounds. Reported: median ms per step
+and ratios to hand-written eager.
+
+    python benchmarks/step_time.py [--rounds 15] [--steps 3] [--batch 20 100] [--particles 1 5 50]
 """
 
 from __future__ import annotations
@@ -13,46 +28,79 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import Bernoulli, Independent, Normal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
 from common import interleaved_medians, write_result
+from dgm.checks import validation
 
 LOG_2PI = math.log(2 * math.pi)
+Step = Callable[[torch.Tensor], None]
 
 
-def make_nets(seed: int) -> tuple[dgm.models.vae.VAEModel, dgm.models.vae.VAEGuide]:
+def make_nets(seed: int = 0) -> tuple[dgm.models.vae.VAEModel, dgm.models.vae.VAEGuide]:
     torch.manual_seed(seed)
     return dgm.models.vae.one_layer()
 
 
-def dgm_step(num_particles: int) -> Callable[[torch.Tensor], None]:
-    """dgm's training step as ``dgm train`` runs it: ``dgm.train.SurrogateStep``."""
-    model, guide = make_nets(0)
+class PlainModel(nn.Module):
+    """p(z) p(x | z) with plain torch.distributions, as the README writes it."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, x: torch.Tensor) -> None:
+        z = dgm.sample("z", Independent(Normal(x.new_zeros(len(x), 50), 1.0), 1))
+        dgm.sample("x", Independent(Bernoulli(logits=self.decoder(z)), 1), obs=x)
+
+
+class PlainGuide(nn.Module):
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> None:
+        loc, log_scale = self.encoder(x).chunk(2, dim=-1)
+        dgm.sample("z", Independent(Normal(loc, log_scale.exp()), 1))
+
+
+def objective(k: int) -> Callable[..., torch.Tensor]:
+    return dgm.ELBO(1) if k == 1 else dgm.IWAE(k)
+
+
+def dgm_step(k: int, programs: str, compiled: bool) -> Step:
+    """``dgm.train.SurrogateStep`` as ``dgm train`` runs it (value checks after step 1 off)."""
+    model, guide = make_nets()
+    if programs == "plain":
+        model, guide = PlainModel(model.decoder), PlainGuide(guide.layers[0].net)
     opt = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=1e-3)
-    objective = dgm.ELBO(1) if num_particles == 1 else dgm.IWAE(num_particles)
-    update = dgm.train.SurrogateStep(objective, (model, guide), [opt])
+    update = dgm.train.SurrogateStep(objective(k), (model, guide), [opt])
+    if compiled:
+        update.compile(required=True)
 
     def step(x: torch.Tensor) -> None:
-        update([x])
+        with validation(False):
+            update([x])
 
     return step
 
 
-def handwritten_step(num_particles: int) -> Callable[[torch.Tensor], None]:
+def handwritten_step(k: int, compiled: bool) -> Step:
     """The same arithmetic written directly: no distributions, no traces."""
-    model, guide = make_nets(0)
+    model, guide = make_nets()
     enc, dec = guide.layers[0].net, model.decoder
     opt = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=1e-3)
-    k = num_particles
 
-    def step(x: torch.Tensor) -> None:
+    def loss_fn(x: torch.Tensor) -> torch.Tensor:
         loc, log_scale = enc(x).chunk(2, dim=-1)
         eps = torch.randn((k, *loc.shape))
         z = loc + log_scale.exp() * eps
@@ -64,50 +112,47 @@ def handwritten_step(num_particles: int) -> Callable[[torch.Tensor], None]:
         ).sum(-1)
         log_w = log_lik + log_prior - log_q
         bound = log_w.mean(0) if k == 1 else torch.logsumexp(log_w, 0) - math.log(k)
-        loss = -bound.mean()
+        return -bound.mean()
+
+    loss = torch.compile(loss_fn, dynamic=False) if compiled else loss_fn
+
+    def step(x: torch.Tensor) -> None:
+        value = loss(x)
+        if not torch.isfinite(value):  # the check every dgm step makes
+            raise FloatingPointError("non-finite loss")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
 
     return step
 
 
-def pyro_step(num_particles: int) -> Callable[[torch.Tensor], None]:
+def pyro_step(k: int, jit: bool) -> Step:
     import pyro
     import pyro.distributions as pdist
-    from pyro.infer import SVI, RenyiELBO, Trace_ELBO
+    from pyro.infer import SVI, JitTrace_ELBO, RenyiELBO, Trace_ELBO
 
-    model_net, guide_net = make_nets(0)
+    model_net, guide_net = make_nets()
     enc, dec = guide_net.layers[0].net, model_net.decoder
     pyro.clear_param_store()
 
-    class PyroVAE(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.enc, self.dec = enc, dec
+    def model(x: torch.Tensor) -> None:
+        pyro.module("dec", dec)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", pdist.Normal(x.new_zeros(50), 1.0).to_event(1))
+            pyro.sample("x", pdist.Bernoulli(logits=dec(z), validate_args=False).to_event(1), obs=x)
 
-        def model(self, x: torch.Tensor) -> None:
-            pyro.module("dec", self.dec)
-            with pyro.plate("data", x.shape[0]):
-                z = pyro.sample("z", pdist.Normal(x.new_zeros(50), 1.0).to_event(1))
-                pyro.sample(
-                    "x", pdist.Bernoulli(logits=self.dec(z), validate_args=False).to_event(1), obs=x
-                )
+    def guide(x: torch.Tensor) -> None:
+        pyro.module("enc", enc)
+        with pyro.plate("data", x.shape[0]):
+            loc, log_scale = enc(x).chunk(2, dim=-1)
+            pyro.sample("z", pdist.Normal(loc, log_scale.exp()).to_event(1))
 
-        def guide(self, x: torch.Tensor) -> None:
-            pyro.module("enc", self.enc)
-            with pyro.plate("data", x.shape[0]):
-                loc, log_scale = self.enc(x).chunk(2, dim=-1)
-                pyro.sample("z", pdist.Normal(loc, log_scale.exp()).to_event(1))
-
-    vae = PyroVAE()
-    if num_particles == 1:
-        loss = Trace_ELBO()
+    if k == 1:
+        loss = JitTrace_ELBO() if jit else Trace_ELBO()
     else:
-        loss = RenyiELBO(
-            alpha=0, num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1
-        )
-    svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), loss=loss)
+        loss = RenyiELBO(alpha=0, num_particles=k, vectorize_particles=True, max_plate_nesting=1)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), loss=loss)
 
     def step(x: torch.Tensor) -> None:
         svi.step(x)
@@ -115,45 +160,71 @@ def pyro_step(num_particles: int) -> Callable[[torch.Tensor], None]:
     return step
 
 
+COLUMNS = {
+    "hand eager": ("hand-written, eager", lambda k: handwritten_step(k, False)),
+    "hand compiled": ("hand-written, compiled", lambda k: handwritten_step(k, True)),
+    "dgm eager": ("dgm, plain distributions, eager", lambda k: dgm_step(k, "plain", False)),
+    "dgm compiled": ("dgm, plain distributions, compiled", lambda k: dgm_step(k, "plain", True)),
+    "dgm models eager": ("dgm, dgm.models.vae, eager", lambda k: dgm_step(k, "models", False)),
+    "pyro": ("Pyro Trace_ELBO / RenyiELBO", lambda k: pyro_step(k, False)),
+    "pyro jit": ("Pyro JitTrace_ELBO", lambda k: pyro_step(k, True)),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=5, help="steps per implementation per round")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=3, help="steps per implementation per round")
+    parser.add_argument("--batch", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--particles", type=int, nargs="+", default=[1, 5, 50])
     parser.add_argument("--no-pyro", action="store_true")
     args = parser.parse_args()
-
     try:
         import pyro  # noqa: F401
 
         have_pyro = not args.no_pyro
     except ImportError:
         have_pyro = False
-    torch.manual_seed(0)
-    x = (torch.rand(100, 784) < 0.3).float()
     rows, payload = [], {}
-    for k in args.particles:
-        impls = {"hand-written": handwritten_step(k), "dgm": dgm_step(k)}
-        if have_pyro:
-            impls["pyro"] = pyro_step(k)
-        med = interleaved_medians(impls, x, args.rounds, args.steps)
-        base = med["hand-written"]
-        label = "VAE (ELBO, K=1)" if k == 1 else f"IWAE K={k}"
-        payload[label] = {n: {"median_s": m, "ratio": m / base} for n, m in med.items()}
-        pyro_cells = (
-            f" {med['pyro'] * 1e3:.2f} | {med['pyro'] / base:.2f}x |" if have_pyro else " - | - |"
-        )
-        rows.append(
-            f"| {label} | {base * 1e3:.2f} | {med['dgm'] * 1e3:.2f} | {med['dgm'] / base:.2f}x |{pyro_cells}"
-        )
-        print(rows[-1], flush=True)
+    names = [n for n in COLUMNS if have_pyro or not n.startswith("pyro")]
+    for batch in args.batch:
+        torch.manual_seed(0)
+        x = (torch.rand(batch, 784) < 0.3).float()
+        for k in args.particles:
+            impls, compile_s = {}, {}
+            torch._dynamo.reset()  # each configuration compiles afresh
+            for name in names:
+                if name == "pyro jit" and k > 1:
+                    continue
+                impls[name] = COLUMNS[name][1](k)
+                t0 = time.perf_counter()
+                impls[name](x)  # the first step: compiles the compiled variants
+                impls[name](x)
+                compile_s[name] = time.perf_counter() - t0
+            med = interleaved_medians(impls, x, args.rounds, args.steps)
+            base = med["hand eager"]
+            label = f"B={batch}, " + ("ELBO K=1" if k == 1 else f"IWAE K={k}")
+            payload[label] = {
+                n: {"median_s": m, "ratio": m / base, "first_two_steps_s": compile_s[n]}
+                for n, m in med.items()
+            }
+            cells = [
+                f"{med[n] * 1e3:.2f} ({med[n] / base:.2f}x)" if n in med else "-" for n in names
+            ]
+            extra = f"{med['dgm compiled'] / med['hand compiled']:.2f}x"
+            rows.append(f"| {label} | " + " | ".join(cells) + f" | {extra} |")
+            print(rows[-1], flush=True)
+    header = " | ".join(COLUMNS[n][0] for n in names)
     table = (
-        "Per-step time, one-layer IWAE networks (784-200-200-50), batch 100, Adam; median over "
-        f"{args.rounds} interleaved rounds of {args.steps} steps.\n\n"
-        "| objective | hand-written ms | dgm ms | dgm / hand | Pyro ms | Pyro / hand |\n"
-        "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows)
+        "Per-step time in ms (ratio to hand-written eager), one-layer IWAE networks "
+        f"(784-200-200-50), Adam; median over {args.rounds} interleaved rounds of {args.steps} "
+        "steps. Last column: dgm compiled / hand-written compiled. Compiled means the loss "
+        "(forward and backward) compiled by torch.compile (inductor, static shapes), the "
+        "optimizer step eager.\n\n"
+        f"| step | {header} | dgm compiled / hand compiled |\n"
+        "| --- |" + " --- |" * (len(names) + 1) + "\n" + "\n".join(rows)
     )
     path = write_result(
         "step_time", {"rounds": args.rounds, "steps": args.steps, "results": payload}, table

@@ -16,6 +16,7 @@ from ..experiments.config import ConfigError, RunKindError
 from ..experiments.rundir import RunDirectoryError, RunLock
 from ..train import NonFiniteLossError
 from ..train.checkpoint import CheckpointError
+from ..train.compile import CompileError
 from ..train.distributed import DEVICES
 
 # Errors that are the user's to fix: printed as one clear message, no traceback.
@@ -28,6 +29,7 @@ USER_ERRORS = (
     RunKindError,
     RunDirectoryError,
     CheckpointError,
+    CompileError,
 )
 
 

@@ -76,6 +76,10 @@ def train(
         "best_valid": result.best,
         "stopped_early": result.stopped_early,
         "stopped_by_time_limit": result.stopped_by_time_limit,
+        "train_compiled": result.compiled,
+        "train_compile_seconds": None
+        if result.compile_seconds is None
+        else round(result.compile_seconds, 1),
     }
     with rundir.RunLock(out):
         evaluate(out, extra=summary)
@@ -122,6 +126,8 @@ def _fit(
             progress=progress,
             world=world,
             resume_note={"config_change": changes} if changes else None,
+            compile=cfg.train.compile,
+            compile_mode=cfg.train.compile_mode,
         )
     finally:
         if log is not None:

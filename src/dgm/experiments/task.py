@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ..train import Step
 from ..train.distributed import local_device
+from ..train.optim import adam
 from ..train.step import Data
 from .config import RunConfig, RunKindError
 
@@ -105,9 +106,10 @@ class Task(Generic[C]):
         raise NotImplementedError
 
     def optimizers(self, parts: Parts) -> list[torch.optim.Optimizer]:
-        """Default: one Adam over every part (``train.lr``, ``train.adam_eps``)."""
+        """Default: one Adam over every part (``train.lr``, ``train.adam_eps``), fused where it
+        can be (``dgm.train.optim.adam``)."""
         params = [p for m in parts.values() for p in m.parameters() if p.requires_grad]
-        return [torch.optim.Adam(params, lr=self.cfg.train.lr, eps=self.cfg.train.adam_eps)]
+        return [adam(params, lr=self.cfg.train.lr, eps=self.cfg.train.adam_eps)]
 
     def step(self, parts: Parts, optimizers: list[torch.optim.Optimizer], wrap: Wrap) -> Step:
         """One update; ``wrap`` puts a part in DistributedDataParallel under torchrun."""

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
+from ..checks import validating
 from ..nn import MLP
 from ..nn.spatial import WHERE, image_to_window, window_to_image
 from ..ppl import Trace, mask, sample
@@ -97,7 +98,7 @@ def check_images(program: nn.Module, x: Tensor, canvas_size: int, values: bool =
             f"{type(program).__name__} expects images shaped [batch, {size}] (a "
             f"{canvas_size}x{canvas_size} canvas, flattened), got {list(x.shape)}"
         )
-    if not values:
+    if not values or not validating():
         return
     lo, hi = x.aminmax()
     if lo < 0 or hi > 1:

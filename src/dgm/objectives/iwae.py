@@ -137,8 +137,10 @@ def _dreg_surrogate(lw: LogWeights) -> Tensor:
         # were entered around log_weights only, or only around this call
         first = lw.guide_trace[s.name]
         s.mask, s.scale = first.mask, first.scale
-    _scale_value_gradients(rescored.latent, w)
     log_q_frozen = rescored.log_prob_sum(rescored.latent)
+    # hooks act in the backward pass only, so they may come after the densities; registered
+    # before them, torch.compile loses the sites' cached log-densities (torch 2.13)
+    _scale_value_gradients(rescored.latent, w)
     return (w * (lw.log_p - log_q_frozen)).sum(0)
 
 

@@ -62,10 +62,7 @@ class NVIL(nn.Module):
             b = signal.new_zeros(signal.shape[1:])
         residual = signal - b.detach()  # l - C(x)
         if self.training:
-            if not bool(self.initialized):  # first batch: start the statistics from it
-                self._update(residual, first=True)
-            mean, var = self.signal_mean.clone(), self.signal_var.clone()
-            self._update(residual)
+            mean, var = self._update(residual)
         else:
             mean, var = self.signal_mean, self.signal_var
         centred = (residual - mean) / var.sqrt().clamp(min=1.0)
@@ -78,12 +75,19 @@ class NVIL(nn.Module):
         return bound
 
     @torch.no_grad()
-    def _update(self, residual: Tensor, first: bool = False) -> None:
+    def _update(self, residual: Tensor) -> tuple[Tensor, Tensor]:
+        """The statistics this batch is centred with (the first batch starts them from its
+        own), then the running averages updated with it; without a branch on the buffers,
+        so that a compiled step has no graph break here."""
+        batch_mean = residual.mean()
         batch_var = residual.var() if residual.numel() > 1 else residual.new_zeros(())
-        a = 0.0 if first else self.decay
-        self.signal_mean.mul_(a).add_((1 - a) * residual.mean())
-        self.signal_var.mul_(a).add_((1 - a) * batch_var)
+        mean = torch.where(self.initialized, self.signal_mean, batch_mean)
+        var = torch.where(self.initialized, self.signal_var, batch_var)
+        a = self.decay
+        self.signal_mean.copy_(a * mean + (1 - a) * batch_mean)
+        self.signal_var.copy_(a * var + (1 - a) * batch_var)
         self.initialized.fill_(True)
+        return mean, var
 
     def extra_repr(self) -> str:
         return f"num_particles={self.num_particles}, decay={self.decay}"

@@ -2,6 +2,7 @@
 
 from . import checkpoint, distributed
 from .batches import Batches
+from .compile import COMPILE_MODES, Compiled, CompileError, compiler_problem
 from .fit import fit
 from .loop import FitResult, Schedule, run
 from .state import TrainState
@@ -15,8 +16,11 @@ from .step import (
 )
 
 __all__ = [
+    "COMPILE_MODES",
     "AlternatingStep",
     "Batches",
+    "CompileError",
+    "Compiled",
     "FitResult",
     "NonFiniteLossError",
     "Schedule",
@@ -26,6 +30,7 @@ __all__ = [
     "Update",
     "check_finite",
     "checkpoint",
+    "compiler_problem",
     "distributed",
     "fit",
     "run",

@@ -12,6 +12,7 @@ from ..inputs import Inputs, as_data, float_dtype
 from .distributed import SINGLE, World, wrap
 from .loop import FitResult, Schedule, run
 from .metrics_log import MetricsLog
+from .optim import adam
 from .state import Stateless, TrainState
 from .step import CastStep, Step, SurrogateStep
 
@@ -45,6 +46,8 @@ def fit(
     resume: bool = False,
     log: MetricsLog | None = None,
     world: World = SINGLE,
+    compile: str = "auto",
+    compile_mode: str | None = None,
 ) -> FitResult:
     """Maximize ``objective(model, guide, x).mean()`` over minibatches ``x`` of ``data``.
 
@@ -71,7 +74,8 @@ def fit(
             (``dgm.inputs`` has the rule).
         steps / epochs: the budget (exactly one; ``epochs`` may be fractional).
         batch_size: the global batch (split across processes under torchrun).
-        lr: learning rate of the default optimizer (Adam over all parameters).
+        lr: learning rate of the default optimizer (``dgm.train.optim.adam`` over all
+            parameters: Adam, fused where the parameters allow it).
         optimizer: one optimizer or several (e.g. one for the model and one for the guide);
             all of them step after each backward pass.
         grad_clip: clip the global gradient norm to this value.
@@ -92,8 +96,13 @@ def fit(
             go, written atomically. ``resume=True`` continues from ``last.pt``.
         log: a ``MetricsLog`` for losses and validation metrics.
         world: this process's rank among several (``dgm.train.distributed.init``).
+        compile: ``"auto"`` (compile on CUDA), ``"on"`` or ``"off"``: the loss, forward and
+            backward, compiled with ``torch.compile`` (``dgm.train.compile``; ``compile_mode``
+            is its mode, e.g. ``"reduce-overhead"`` for CUDA graphs). The first step runs
+            eagerly with value checks, as every run's first step does.
 
     Raises:
+        CompileError: ``compile="on"`` where the loss cannot be compiled (the message says why).
         NonFiniteLossError: the loss is NaN or infinite; nothing is updated on that step and
             the last good checkpoint is kept.
         TypeError, ValueError: data that is not converted (see ``data``).
@@ -104,7 +113,7 @@ def fit(
     state = TrainState({"model": model, "guide": guide, "objective": held})
     params = state.params()
     if optimizer is None:
-        state.optimizers = [torch.optim.Adam(params, lr=lr)]
+        state.optimizers = [adam(params, lr=lr)]
     elif isinstance(optimizer, torch.optim.Optimizer):
         state.optimizers = [optimizer]
     else:
@@ -142,4 +151,6 @@ def fit(
         log=log,
         progress=progress,
         world=world,
+        compile=compile,
+        compile_mode=compile_mode,
     )

@@ -4,10 +4,16 @@ What an update does is the step's business (``dgm.train.step``); what is saved i
 state's (``dgm.train.state``). Under torchrun every process runs the loop on its share of
 each batch; rank 0 validates, logs and checkpoints, and decisions that end the loop are
 shared so that all ranks stop at the same step.
+
+Value checks (``dgm.checks``: the programs' data checks, ``torch.distributions`` argument
+validation) run on the first step of a fresh run and are off for every other step (a
+resumed run was checked when it started): they read whole tensors on every call, and a
+compiled step could not contain them. The NaN check of every loss runs on every step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -19,13 +25,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ..checks import validation
 from . import checkpoint
 from .batches import Batches, leading, to
+from .compile import use_compile
 from .distributed import SINGLE, World
 from .lr_schedule import lr_schedule
 from .metrics_log import MetricsLog
 from .state import TrainState
-from .step import Data, NonFiniteLossError, Step
+from .step import Data, NonFiniteLossError, Step, compile_step
 
 
 @dataclass
@@ -60,6 +68,8 @@ class FitResult:
     planned_steps: int = 0
     stopped_by_time_limit: bool = False
     resumed_from: str | None = None  # the checkpoint file a resumed run continued from
+    compiled: bool = False  # whether the step's losses were compiled (train.compile)
+    compile_seconds: float | None = None  # wall time of the first compiled step (see run)
 
 
 def run(
@@ -76,6 +86,8 @@ def run(
     progress: bool = False,
     world: World = SINGLE,
     resume_note: dict[str, object] | None = None,
+    compile: str = "off",
+    compile_mode: str | None = None,
 ) -> FitResult:
     """Repeat ``step`` on batches of ``data`` until the schedule's budget is spent.
 
@@ -86,6 +98,12 @@ def run(
     restores the state from ``checkpoint_dir/last.pt`` (or, if that cannot be read, from
     ``last.prev.pt``, saying so), truncates the log after it and records ``resume_note``
     (e.g. the settings changed on resume) there.
+
+    ``compile`` (``"auto"``, ``"off"``, ``"on"``; ``dgm.train.compile``) compiles the step's
+    losses with ``torch.compile`` (``compile_mode``: its mode). The wall time of the first
+    compiled step (the second of a fresh run, the first of a resumed one: tracing, compiling
+    forward and backward, one update) is ``FitResult.compile_seconds`` and a
+    ``compile_seconds`` event in the log.
     """
     s, n, k = schedule, leading(data), step.num_batches
     if transform is not None and not isinstance(data, Tensor):
@@ -119,6 +137,13 @@ def run(
             if notes:
                 log.event(state.step, **notes)
     result.steps, result.best = state.step, state.best
+    compiled = (
+        compile_step(step, compile == "on", compile_mode) if use_compile(compile, device) else []
+    )
+    result.compiled = bool(compiled)
+    # a fresh run's first step runs with value checks (eagerly, also when compiling)
+    checked_step = 1 if state.step == 0 else 0
+    first_compiled = state.step + 1 + (checked_step == state.step + 1)
 
     def save(name: str) -> None:
         if ckpt is None:
@@ -134,14 +159,21 @@ def run(
     for i in range(state.step + 1, total + 1):
         factor = set_lr(i)
         xs = [to(batches((i - 1) * k + j), device) for j in range(k)]
+        checks = contextlib.nullcontext() if i == checked_step else validation(False)
+        started = time.perf_counter()
         try:
-            losses = step([transform(x) if transform else x for x in xs])  # type: ignore[arg-type]
+            with checks:
+                losses = step([transform(x) if transform else x for x in xs])  # type: ignore[arg-type]
         except NonFiniteLossError as err:
             raise NonFiniteLossError(
                 _non_finite_message(err, i, s.batch_size * k, n, ckpt), err.name, err.value
             ) from None
         state.step = result.steps = i
         logged.add(losses)
+        if compiled and i == first_compiled:
+            result.compile_seconds = time.perf_counter() - started
+            if log is not None and world.is_main:
+                log.event(i, compile_seconds=round(result.compile_seconds, 2))
         stop = s.time_limit is not None and _agree(
             time.perf_counter() - start > s.time_limit, world
         )

@@ -12,7 +12,9 @@ here:
   own loss and optimizer, then one update of the other (a generator): adversarial training.
 
 A step checks each loss with ``check_finite`` *before* its update, so a NaN changes nothing
-it has not already reported.
+it has not already reported. ``compile(required, mode)`` replaces a step's losses with
+``dgm.train.compile.Compiled`` versions (``train.compile``) and returns them; the updates
+around them stay eager.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..inputs import Cast, Data
+from .compile import Compiled, CompileError
 
 
 class Step(Protocol):
@@ -34,6 +37,14 @@ class Step(Protocol):
     num_batches: int
 
     def __call__(self, batches: Sequence[Data]) -> dict[str, Tensor]: ...
+
+
+class CompilableStep(Step, Protocol):
+    """A step whose losses can be compiled (``train.compile``)."""
+
+    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
+        """Compile the step's losses from the next call on; return their wrappers."""
+        ...
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -93,10 +104,20 @@ class SurrogateStep:
     ) -> None:
         self.objective, self.programs = objective, tuple(programs)
         self.optimizers, self.params, self.grad_clip = list(optimizers), list(params), grad_clip
+        self.loss: Callable[[Data], Tensor] = self._loss
+
+    def _loss(self, batch: Data) -> Tensor:
+        return -call(self.objective, *self.programs, batch=batch).mean()
+
+    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
+        """Compile the loss (objective and programs, forward and backward)."""
+        compiled = Compiled(self._loss, "loss", required, mode)
+        self.loss = compiled
+        return [compiled]
 
     def __call__(self, batches: Sequence[Data]) -> dict[str, Tensor]:
         (batch,) = batches
-        loss = -call(self.objective, *self.programs, batch=batch).mean()
+        loss = self.loss(batch)
         check_finite("loss", loss)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -123,6 +144,12 @@ class Update:
     loss: Callable[[Data], Tensor]
     optimizer: torch.optim.Optimizer
     grad_clip: float | None = None
+
+    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
+        """Compile this player's loss."""
+        compiled = Compiled(self.loss, f"{self.name} loss", required, mode)
+        self.loss = compiled
+        return [compiled]
 
     def apply(self, batch: Data, applied: str = "") -> Tensor:
         loss = self.loss(batch)
@@ -155,6 +182,10 @@ class AlternatingStep:
             raise ValueError(f"critic_steps must be >= 1, got {critic_steps}")
         self.critic, self.generator, self.num_batches = critic, generator, critic_steps
 
+    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
+        """Compile both players' losses."""
+        return [*self.critic.compile(required, mode), *self.generator.compile(required, mode)]
+
     def __call__(self, batches: Sequence[Data]) -> dict[str, Tensor]:
         n, c = self.num_batches, self.critic.name
         critic_losses = [
@@ -175,13 +206,32 @@ class CastStep:
     def __init__(self, step: Step, cast: Cast) -> None:
         self.step, self.cast, self.num_batches = step, cast, step.num_batches
 
+    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
+        """Compile the wrapped step's losses (the cast stays eager)."""
+        return compile_step(self.step, required, mode)
+
     def __call__(self, batches: Sequence[Data]) -> dict[str, Tensor]:
         return self.step([self.cast(b) for b in batches])
+
+
+def compile_step(step: Step, required: bool = False, mode: str | None = None) -> list[Compiled]:
+    """``step.compile(required, mode)``, or for a step without losses to compile: ``[]``, or
+    (``required``) a ``CompileError`` naming the step's class."""
+    method = getattr(step, "compile", None)
+    if method is None:
+        if required:
+            raise CompileError(
+                f"train.compile=on, but this task's step ({type(step).__name__}) has no "
+                "compile(required, mode) method; set train.compile=off"
+            )
+        return []
+    return list(method(required, mode))
 
 
 __all__ = [
     "AlternatingStep",
     "CastStep",
+    "CompilableStep",
     "Data",
     "NonFiniteLossError",
     "Step",
@@ -189,4 +239,5 @@ __all__ = [
     "Update",
     "call",
     "check_finite",
+    "compile_step",
 ]

@@ -41,6 +41,7 @@ from ...nn.spatial import where_to_box
 from ...objectives import OBJECTIVES, elbo, iwae, log_weights
 from ...ppl import replay, trace
 from ...report import boxes_grid
+from ...train.optim import adam
 from ..config import ConfigError, above, at_least, choice, resumable
 from ..task import Parts, Picture
 from .data import ImageDataConfig
@@ -243,9 +244,7 @@ class AIRTask(LatentVariableTask[AIRConfig]):
         groups.append({"params": own, "lr": t.lr if t.guide_lr is None else t.guide_lr})
         if baseline:
             groups.append({"params": baseline, "lr": t.baseline_lr})
-        # fused: one kernel over all parameters (the guide has 3M, most in the image's gates;
-        # the per-parameter loop of the default Adam was about a third of a CPU step)
-        return [torch.optim.Adam(groups, eps=t.adam_eps, fused=True)]
+        return [adam(groups, eps=t.adam_eps)]
 
     def counts(self, guide: nn.Module, x: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
         """The guide's inferred counts ``[N]`` and boxes ``[N, T, 4]`` for images ``x``."""

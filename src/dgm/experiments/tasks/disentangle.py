@@ -44,6 +44,7 @@ from ...ppl import condition, trace
 from ...report import image_grid
 from ...report.figures import heatmap
 from ...train import AlternatingStep, Step, Update
+from ...train.optim import adam
 from ...train.state import callable_of
 from ...train.step import Data
 from ..config import ConfigError, above, at_least, choice, resumable
@@ -220,8 +221,8 @@ class DisentangleTask(LatentVariableTask[DisentangleConfig]):
         t = self.cfg.train
         vae = [*parts["model"].parameters(), *parts["guide"].parameters()]
         return [
-            torch.optim.Adam(vae, lr=t.lr, eps=t.adam_eps),
-            torch.optim.Adam(parts["discriminator"].parameters(), lr=t.critic_lr, betas=(0.5, 0.9)),
+            adam(vae, lr=t.lr, eps=t.adam_eps),
+            adam(parts["discriminator"].parameters(), lr=t.critic_lr, betas=(0.5, 0.9)),
         ]
 
     def step(self, parts: Parts, optimizers: list[torch.optim.Optimizer], wrap: Wrap) -> Step:

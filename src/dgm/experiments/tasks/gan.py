@@ -48,6 +48,7 @@ from ...report import image_grid
 from ...report.figures import plt
 from ...train import AlternatingStep, Step, Update
 from ...train.checkpoint import save_atomic
+from ...train.optim import adam
 from ...train.step import Data
 from ..config import ConfigError, RunConfig, above, at_least, choice, config_errors, resumable
 from ..task import Parts, Picture, Task, Wrap
@@ -196,8 +197,8 @@ class GANTask(Task[GANConfig]):
         betas = (m.beta1, m.beta2)
         eps = self.cfg.train.adam_eps
         return [
-            torch.optim.Adam(parts["critic"].parameters(), m.critic_lr or lr, betas, eps),
-            torch.optim.Adam(parts["generator"].parameters(), lr, betas, eps),
+            adam(parts["critic"].parameters(), m.critic_lr or lr, betas, eps),
+            adam(parts["generator"].parameters(), lr, betas, eps),
         ]
 
     def step(self, parts: Parts, optimizers: list[torch.optim.Optimizer], wrap: Wrap) -> Step:

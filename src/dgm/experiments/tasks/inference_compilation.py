@@ -31,6 +31,7 @@ from ...models.regression import PolynomialRegression, simulate
 from ...objectives import OBJECTIVES
 from ...ppl import condition, trace
 from ...train import Step, SurrogateStep
+from ...train.optim import adam
 from ..config import (
     ConfigError,
     RunConfig,
@@ -178,7 +179,7 @@ class InferenceCompilationTask(Task[InferenceCompilationConfig]):
 
     def optimizers(self, parts: Parts) -> list[torch.optim.Optimizer]:
         t = self.cfg.train
-        return [torch.optim.Adam(parts["guide"].parameters(), lr=t.lr, eps=t.adam_eps)]
+        return [adam(parts["guide"].parameters(), lr=t.lr, eps=t.adam_eps)]
 
     def step(self, parts: Parts, optimizers: list[torch.optim.Optimizer], wrap: Wrap) -> Step:
         sleep = OBJECTIVES.build("sleep", observed=["y"])

@@ -34,6 +34,7 @@ from ...objectives.wake_sleep import PHI_MODES
 from ...ppl import replay, trace
 from ...report import image_grid
 from ...train import Step, SurrogateStep
+from ...train.optim import adam
 from ...train.state import Stateless, callable_of
 from ..config import (
     ConfigError,
@@ -194,11 +195,11 @@ class LatentVariableTask(Task[C]):
         model_params = [*parts["model"].parameters(), *parts["objective"].parameters()]
         if t.guide_lr is None:
             params = [*model_params, *parts["guide"].parameters()]
-            return [torch.optim.Adam(params, lr=t.lr, eps=t.adam_eps)]
+            return [adam(params, lr=t.lr, eps=t.adam_eps)]
         # the model and the guide each with their own Adam (wake-sleep style)
         return [
-            torch.optim.Adam(model_params, lr=t.lr, eps=t.adam_eps),
-            torch.optim.Adam(parts["guide"].parameters(), lr=t.guide_lr, eps=t.adam_eps),
+            adam(model_params, lr=t.lr, eps=t.adam_eps),
+            adam(parts["guide"].parameters(), lr=t.guide_lr, eps=t.adam_eps),
         ]
 
     def step(self, parts: Parts, optimizers: list[torch.optim.Optimizer], wrap: Wrap) -> Step:
