@@ -247,7 +247,7 @@ def test_a_failed_compilation_falls_back_with_a_warning_or_fails_when_required(
         assert lenient(x).item() == 6  # eager from now on, without another warning
         assert lenient.failed is not None and "cannot compile" in lenient.failed
         strict = Compiled(loss, "loss", required=True)
-        with pytest.raises(CompileError, match="compiling the loss failed.*cannot compile"):
+        with pytest.raises(CompileError, match=r"compiling the loss failed.*cannot compile"):
             strict(x)
 
 
