@@ -18,6 +18,52 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def adam_step(
+    loss: Callable[..., torch.Tensor], params: list[Any], compiled: bool, lr: float = 1e-3
+) -> Callable[..., None]:
+    """A hand-written training step on ``loss(*args)``: the NaN check every dgm step makes,
+    then the fused Adam every dgm task uses (``dgm.train.optim.adam``); ``compiled``: the
+    loss (forward and backward) compiled by ``torch.compile`` for static shapes."""
+    import dgm
+
+    opt = dgm.train.optim.adam(params, lr=lr)
+    fn = torch.compile(loss, dynamic=False) if compiled else loss
+
+    def step(*args: Any) -> None:
+        value = fn(*args)
+        if not torch.isfinite(value):
+            raise FloatingPointError("non-finite loss")
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+
+    return step
+
+
+def dgm_step(
+    objective: Callable[..., torch.Tensor],
+    programs: tuple[Any, ...],
+    params: list[Any],
+    compiled: bool,
+    lr: float = 1e-3,
+) -> Callable[[Any], None]:
+    """``dgm.train.SurrogateStep`` as ``dgm train`` runs it: fused Adam, value checks off (the
+    loop runs them on a fresh run's first step only), and with ``compiled`` its loss
+    compiled (``train.compile=on``); called with one batch (a tensor, tuple or dict)."""
+    import dgm
+    from dgm.checks import validation
+
+    update = dgm.train.SurrogateStep(objective, programs, [dgm.train.optim.adam(params, lr=lr)])
+    if compiled:
+        update.compile(required=True)
+
+    def step(batch: Any) -> None:
+        with validation(False):
+            update([batch])
+
+    return step
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
@@ -58,6 +104,12 @@ def interleaved_medians(
                 impls[name](x)
             times[name].append((time.perf_counter() - t0) / steps)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def ratio_cells(med: dict[str, float], names: list[str], base: str) -> str:
+    """``ms (ratio)`` cells of a markdown row for ``names`` (``-`` where not measured)."""
+    b = med[base]
+    return " | ".join(f"{med[n] * 1e3:.2f} ({med[n] / b:.2f}x)" if n in med else "-" for n in names)
 
 
 def write_result(name: str, payload: dict[str, Any], markdown: str) -> Path:

@@ -20,10 +20,10 @@ from torch import nn
 
 import dgm
 from dgm.checks import validating, validation
+from dgm.compiling import compiler_problem, use_compile
 from dgm.models import AutoGuide
 from dgm.models.regression import PolynomialRegression, simulate
 from dgm.train import Compiled, CompileError, SurrogateStep, checkpoint
-from dgm.train.compile import compiler_problem, use_compile
 
 pytestmark = pytest.mark.skipif(
     compiler_problem("cpu") is not None, reason=f"no CPU compiler: {compiler_problem('cpu')}"
@@ -316,3 +316,19 @@ def test_an_alternating_step_compiles_both_players_and_agrees_with_eager() -> No
     for p_c, p_e in zip(compiled_params, eager_params, strict=True):
         torch.testing.assert_close(p_c, p_e, rtol=0, atol=1e-6)
     assert all(w.shapes is not None for w in wrappers)
+
+
+def test_compiled_log_likelihood_agrees_with_eager_including_the_smaller_last_chunks() -> None:
+    torch.manual_seed(0)
+    model, guide = vae()
+    # chunks of 8 particles for 5 points of 12 pixels: 6 full chunks and one of 2 (eager),
+    # batches of 5 points and a last one of 1 (eager)
+    options = {"num_particles": 50, "batch_size": 5, "max_elements": 5 * 12 * 8}
+    with inductor_config.patch(fallback_random=True):
+        torch.manual_seed(3)
+        eager = dgm.metrics.log_likelihood(model, guide, BINARY, **options)
+        torch.manual_seed(3)
+        compiled = dgm.metrics.log_likelihood(model, guide, BINARY, compile=True, **options)
+    torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-5)
+    with pytest.raises(ValueError, match="binary"):  # the first chunk still checks the data
+        dgm.metrics.log_likelihood(model, guide, BINARY * 0.5, compile=True, **options)

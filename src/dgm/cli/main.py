@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import experiments
+from ..compiling import CompileError
 from ..data import ChecksumError, DataNotFoundError
 from ..experiments.config import ConfigError, RunKindError
 from ..experiments.rundir import RunDirectoryError, RunLock
 from ..train import NonFiniteLossError
 from ..train.checkpoint import CheckpointError
-from ..train.compile import CompileError
 from ..train.distributed import DEVICES
 
 # Errors that are the user's to fix: printed as one clear message, no traceback.

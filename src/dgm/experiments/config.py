@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..train.compile import COMPILE_MODES, TORCH_COMPILE_MODES
+from ..compiling import COMPILE_MODES, TORCH_COMPILE_MODES
 from ..train.distributed import DEVICES
 from ..train.loop import Schedule
 from ..train.lr_schedule import LR_SCHEDULES, lr_schedule
@@ -206,7 +206,7 @@ class TrainConfig:
     patience: int | None = at_least(1, None, resumable=True)
     time_limit: float | None = above(0, None, resumable=True)  # seconds
     device: str = choice(DEVICES, "auto")
-    # torch.compile for the step's losses (dgm.train.compile): auto compiles on CUDA only
+    # torch.compile for the step's losses (dgm.compiling): auto compiles on CUDA only
     compile: str = choice(COMPILE_MODES, "auto", resumable=True)
     compile_mode: str = choice(TORCH_COMPILE_MODES, "default", resumable=True)
 

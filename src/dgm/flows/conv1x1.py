@@ -45,12 +45,19 @@ class InvertibleConv1x1(Bijection):
         self.lower = nn.Parameter(torch.tril(lower, -1))
         self.upper = nn.Parameter(torch.triu(upper, 1))
         self.log_s = nn.Parameter(torch.log(diagonal.abs()))
+        # the triangles as constant masks (not in the state dict): torch.tril/triu/eye inside
+        # a step compiled by torch.compile hit an inductor code-generation error (torch 2.13)
+        ones = torch.ones(channels, channels)
+        self.register_buffer("_strictly_lower", torch.tril(ones, -1), persistent=False)
+        self.register_buffer("_strictly_upper", torch.triu(ones, 1), persistent=False)
+        self.register_buffer("_eye", torch.eye(channels), persistent=False)
 
     def _factors(self) -> tuple[Tensor, Tensor]:
         """L (unit lower triangular) and U' (upper triangular, diagonal sign * exp(log_s))."""
-        eye = torch.eye(self.channels, dtype=self.lower.dtype, device=self.lower.device)
-        lower = torch.tril(self.lower, -1) + eye
-        upper = torch.triu(self.upper, 1) + torch.diag(self.get_buffer("sign") * self.log_s.exp())
+        eye = self.get_buffer("_eye")
+        lower = self.lower * self.get_buffer("_strictly_lower") + eye
+        diagonal = self.get_buffer("sign") * self.log_s.exp()
+        upper = self.upper * self.get_buffer("_strictly_upper") + eye * diagonal
         return lower, upper
 
     def weight(self) -> Tensor:
@@ -61,7 +68,7 @@ class InvertibleConv1x1(Bijection):
     def inverse_weight(self) -> Tensor:
         """W^-1 ``[C, C]`` from the factors."""
         lower, upper = self._factors()
-        eye = torch.eye(self.channels, dtype=lower.dtype, device=lower.device)
+        eye = self.get_buffer("_eye")
         lower_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
         upper_inv = torch.linalg.solve_triangular(upper, eye, upper=True)
         return upper_inv @ lower_inv @ self.get_buffer("permutation").T

@@ -141,7 +141,9 @@ class AffineCoupling(Bijection):
             keep = torch.arange(self.features, device=x.device) < self.features // 2
             if self.mask == "channel":
                 keep = keep[:, None, None]
-        return (keep != self.flip).to(x.dtype)
+        # ~keep rather than keep != flip: inductor cannot generate code for the latter
+        # (a bool tensor compared with a Python bool; torch 2.13)
+        return (~keep if self.flip else keep).to(x.dtype)
 
     def _shift_log_scale(
         self, x: Tensor, keep: Tensor, context: Tensor | None

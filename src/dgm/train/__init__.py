@@ -1,8 +1,8 @@
 """Training: one loop (``loop.run``), a state it saves and restores, and pluggable steps."""
 
-from . import checkpoint, distributed
+from ..compiling import COMPILE_MODES, Compiled, CompileError, compiler_problem
+from . import checkpoint, distributed, optim
 from .batches import Batches
-from .compile import COMPILE_MODES, Compiled, CompileError, compiler_problem
 from .fit import fit
 from .loop import FitResult, Schedule, run
 from .state import TrainState
@@ -33,5 +33,6 @@ __all__ = [
     "compiler_problem",
     "distributed",
     "fit",
+    "optim",
     "run",
 ]

@@ -97,7 +97,7 @@ def fit(
         log: a ``MetricsLog`` for losses and validation metrics.
         world: this process's rank among several (``dgm.train.distributed.init``).
         compile: ``"auto"`` (compile on CUDA), ``"on"`` or ``"off"``: the loss, forward and
-            backward, compiled with ``torch.compile`` (``dgm.train.compile``; ``compile_mode``
+            backward, compiled with ``torch.compile`` (``dgm.compiling``; ``compile_mode``
             is its mode, e.g. ``"reduce-overhead"`` for CUDA graphs). The first step runs
             eagerly with value checks, as every run's first step does.
 

@@ -26,9 +26,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..checks import validation
+from ..compiling import use_compile
 from . import checkpoint
 from .batches import Batches, leading, to
-from .compile import use_compile
 from .distributed import SINGLE, World
 from .lr_schedule import lr_schedule
 from .metrics_log import MetricsLog
@@ -99,7 +99,7 @@ def run(
     ``last.prev.pt``, saying so), truncates the log after it and records ``resume_note``
     (e.g. the settings changed on resume) there.
 
-    ``compile`` (``"auto"``, ``"off"``, ``"on"``; ``dgm.train.compile``) compiles the step's
+    ``compile`` (``"auto"``, ``"off"``, ``"on"``; ``dgm.compiling``) compiles the step's
     losses with ``torch.compile`` (``compile_mode``: its mode). The wall time of the first
     compiled step (the second of a fresh run, the first of a resumed one: tracing, compiling
     forward and backward, one update) is ``FitResult.compile_seconds`` and a

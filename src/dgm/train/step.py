@@ -13,7 +13,7 @@ here:
 
 A step checks each loss with ``check_finite`` *before* its update, so a NaN changes nothing
 it has not already reported. ``compile(required, mode)`` replaces a step's losses with
-``dgm.train.compile.Compiled`` versions (``train.compile``) and returns them; the updates
+``dgm.compiling.Compiled`` versions (``train.compile``) and returns them; the updates
 around them stay eager.
 """
 
@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from ..compiling import Compiled, CompileError
 from ..inputs import Cast, Data
-from .compile import Compiled, CompileError
 
 
 class Step(Protocol):

@@ -1,6 +1,9 @@
 """``train.compile``: a step's losses compiled with ``torch.compile``, or why they are not.
 
-What is compiled is each loss a step computes (``SurrogateStep``'s objective over the
+``Compiled`` wraps a function (a training step's loss, a log-likelihood chunk of
+``dgm.metrics.log_likelihood(compile=True)``); ``compiler_problem`` says why a device's
+backend cannot work here, and ``use_compile`` applies the ``auto|off|on`` rule. In training,
+what is compiled is each loss a step computes (``SurrogateStep``'s objective over the
 programs, each ``Update``'s loss): ``torch.compile`` traces it through ``dgm.sample``, the
 handlers, ``log_weights``, the objective and the networks into one graph, and AOTAutograd
 compiles its backward pass with it. The optimizer update stays eager, and so does the
@@ -40,7 +43,7 @@ from typing import Any
 
 import torch
 
-from ..checks import validating
+from .checks import validating
 
 COMPILE_MODES = ("auto", "off", "on")
 # torch.compile's modes; "reduce-overhead" captures CUDA graphs on CUDA
@@ -124,7 +127,10 @@ class Compiled:
         fn: the function (a step's loss).
         name: what it is, for messages (``"loss"``, ``"critic loss"``).
         required: fail instead of falling back (``train.compile=on``).
-        mode: ``torch.compile``'s mode (``None``: default; ``"reduce-overhead"``: CUDA graphs).
+        mode: ``torch.compile``'s mode (``None`` or ``"default"``; ``"reduce-overhead"``:
+            CUDA graphs).
+        warn_new_shapes: warn the first time a call's shapes differ from the compiled ones
+            (``False`` where that is expected, e.g. the last, smaller chunk of an evaluation).
     """
 
     def __init__(
@@ -133,8 +139,10 @@ class Compiled:
         name: str = "loss",
         required: bool = False,
         mode: str | None = None,
+        warn_new_shapes: bool = True,
     ) -> None:
         self.fn, self.name, self.required = fn, name, required
+        self.warn_new_shapes = warn_new_shapes
         self.compiled = torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
         self.shapes: tuple[Any, ...] | None = None
         self.failed: str | None = None
@@ -147,7 +155,7 @@ class Compiled:
         if self.shapes is None:
             return self._first(shapes, args, kwargs)
         if shapes != self.shapes:
-            if not self._warned_shapes:
+            if self.warn_new_shapes and not self._warned_shapes:
                 self._warned_shapes = True
                 warnings.warn(
                     f"dgm: the compiled {self.name} was compiled for inputs shaped "
