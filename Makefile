@@ -7,7 +7,7 @@ STAMP := $(VENV)/.dgm-installed
 TORCH ?= torch==2.13.0
 SOURCES := src tests benchmarks
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test test-cuda lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest
 
+# the CUDA-marked tests (compiled steps with Triton and CUDA graphs, fused Adam, a run on the
+# GPU); on a machine without CUDA they skip, each saying why. TORCH: a CUDA build of torch.
+test-cuda: $(STAMP)
+	$(PY) -m pytest -m cuda -rs
+
 demo: $(STAMP)
 	$(VENV)/bin/dgm train quickstart --out runs/quickstart --overwrite
 
@@ -34,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/rws_step_time.py
 	$(PY) benchmarks/loglik_cost.py
 	$(PY) benchmarks/flow_step_time.py
+	$(PY) benchmarks/task_step_time.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -5,7 +5,20 @@ Write a model p(x, z) and a guide q(z | x) as ``nn.Module`` programs that call
 ``dgm.objectives.log_weights`` and trained with ``dgm.train.fit``.
 """
 
-from . import data, distributions, flows, infer, metrics, models, nn, objectives, ppl, train
+from . import (
+    checks,
+    compiling,
+    data,
+    distributions,
+    flows,
+    infer,
+    metrics,
+    models,
+    nn,
+    objectives,
+    ppl,
+    train,
+)
 from .objectives import ELBO, IWAE, elbo, iwae, log_weights
 from .ppl import block, condition, mask, particles, replay, sample, scale, trace
 
@@ -16,6 +29,8 @@ __all__ = [
     "IWAE",
     "__version__",
     "block",
+    "checks",
+    "compiling",
     "condition",
     "data",
     "distributions",

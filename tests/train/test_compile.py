@@ -375,3 +375,25 @@ def test_a_family_step_compiles_and_agrees_with_eager(name: str) -> None:
                 torch.testing.assert_close(losses_c[key], losses_e[key], rtol=1e-4, atol=1e-5)
     for p_c, p_e in zip(compiled_params, eager_params, strict=True):
         torch.testing.assert_close(p_c, p_e, rtol=1e-3, atol=1e-4)
+
+
+def test_dgm_train_with_compile_on_records_it_in_the_final_metrics(tmp_path: Path) -> None:
+    import json
+
+    from dgm.experiments import load, runner
+
+    cfg = load("quickstart", ["train.compile=on"], smoke=True)
+    runner.train(cfg, tmp_path / "run", progress=False)
+    final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    assert final["train_compiled"] is True and final["train_compile_seconds"] > 0
+    events = dgm.train.metrics_log.read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert any("compile_seconds" in r for r in events)
+
+
+@pytest.mark.parametrize("text", ["on", "off", "auto"])
+def test_train_compile_reads_bare_yaml_on_and_off(text: str) -> None:
+    from dgm.experiments import load
+
+    assert load("quickstart", [f"train.compile={text}"]).train.compile == text
+    with pytest.raises(dgm.experiments.ConfigError, match=r"train\.compile"):
+        load("quickstart", ["train.compile=yes-please"])

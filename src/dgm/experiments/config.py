@@ -307,6 +307,11 @@ def _coerce(value: Any, t: Any, key: str) -> Any:
     elif t is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):
+            # YAML reads a bare on / off (and true, yes ...) as a boolean: a string field
+            # takes it back as "on" / "off" (train.compile=on); a field whose choices lack
+            # them refuses it with its choices
+            return "on" if value else "off"
     raise ConfigError(f"{key}: expected {_type_name(t)}, got {value!r} ({type(value).__name__})")
 
 
