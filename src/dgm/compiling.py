@@ -28,10 +28,11 @@ Three rules keep a compiled run a faithful copy of an eager one:
   where the device's backend works and runs eagerly otherwise, saying why once.
 
 ``compile="auto"`` compiles on CUDA and leaves CPU steps eager: on CPU the gain depends on
-the network, the batch and K, and seconds to minutes of compilation per loss need thousands
-of steps to pay back (``benchmarks/results/step_time.md`` has the table); ``"on"`` compiles
-there too. On CUDA the mode is ``"reduce-overhead"``: CUDA graphs replay the static-shape
-graph without launching its kernels one by one.
+the network, the batch and K (some steps are slower compiled), and seconds of compilation
+per loss need thousands of steps to pay back (``benchmarks/results/task_step_time.md``);
+``"on"`` compiles there too. ``train.compile_mode`` is ``torch.compile``'s mode:
+``"reduce-overhead"`` captures CUDA graphs that replay the static-shape graph without
+launching its kernels one by one (not run here: no GPU was lent).
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ class Compiled:
 
 def _signature(args: Any, kwargs: Any) -> tuple[Any, ...]:
     """The shapes, dtypes and devices of the tensors among the arguments (nested in tuples,
-    lists and dicts), and the other arguments' types: what a static-shape graph depends on."""
+    lists and dicts), the values of Python numbers and the other arguments' types: what a
+    static-shape graph depends on."""
 
     def sig(x: Any) -> Any:
         if isinstance(x, torch.Tensor):
@@ -197,6 +199,8 @@ def _signature(args: Any, kwargs: Any) -> tuple[Any, ...]:
             return tuple(sig(v) for v in x)
         if isinstance(x, dict):
             return tuple((k, sig(v)) for k, v in x.items())
+        if isinstance(x, bool | int | float):  # TorchDynamo specializes on their values
+            return (type(x).__name__, x)
         return type(x).__name__
 
     return (sig(args), sig(kwargs))

@@ -49,7 +49,8 @@ def log_likelihood(
         max_elements: bound on particles * batch * data size per chunk (memory). Default
             2**20 on CPU, where cache-sized chunks run about 3x faster than large ones, and
             2**26 on GPU.
-        progress: show a progress bar.
+        progress: show a progress bar. The programs' value checks (``dgm.checks``) run on
+            the first chunk only.
         compile: score the chunks with ``torch.compile`` (``dgm.compiling.Compiled``):
             the first chunk runs eagerly with the programs' value checks, the others
             compiled for the common chunk shape; the last, smaller batch and chunk run
