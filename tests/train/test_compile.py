@@ -386,6 +386,7 @@ def test_dgm_train_with_compile_on_records_it_in_the_final_metrics(tmp_path: Pat
     runner.train(cfg, tmp_path / "run", progress=False)
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     assert final["train_compiled"] is True and final["train_compile_seconds"] > 0
+    assert final["eval_compiled"] is True  # the K-particle log-likelihood, compiled too
     events = dgm.train.metrics_log.read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert any("compile_seconds" in r for r in events)
 

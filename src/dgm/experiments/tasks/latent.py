@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from ...compiling import use_compile
 from ...data import DATASETS, Splits
 from ...infer.ais import SCHEDULES, STARTS, ais, bdmc
 from ...metrics import (
@@ -240,7 +241,11 @@ class LatentVariableTask(Task[C]):
         k, e = self.cfg.eval.num_particles, self.cfg.eval
         test = data.test.to(_device(model))
         t0 = time.perf_counter()
-        ll = log_likelihood(model, guide, test, num_particles=k, batch_size=e.batch_size)
+        # the chunks compiled where training compiles (train.compile)
+        compiled = use_compile(self.cfg.train.compile, test.device)
+        ll = log_likelihood(
+            model, guide, test, num_particles=k, batch_size=e.batch_size, compile=compiled
+        )
         terms = elbo_terms(model, guide, test)
         metrics = {
             f"test_log_likelihood_k{k}": ll.mean().item(),
@@ -251,6 +256,7 @@ class LatentVariableTask(Task[C]):
             "active_units": active_units(guide, test),
             "test_points": len(test),
             "eval_seconds": round(time.perf_counter() - t0, 1),
+            "eval_compiled": compiled,
         }
         if e.estimator == "ais":
             metrics.update(self.evaluate_ais(model, guide, test, ll))
