@@ -19,14 +19,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def adam_step(
-    loss: Callable[..., torch.Tensor], params: list[Any], compiled: bool, lr: float = 1e-3
+    loss: Callable[..., torch.Tensor],
+    params: list[Any],
+    compiled: bool,
+    lr: float = 1e-3,
+    fused: bool = True,
 ) -> Callable[..., None]:
     """A hand-written training step on ``loss(*args)``: the NaN check every dgm step makes,
-    then the fused Adam every dgm task uses (``dgm.train.optim.adam``); ``compiled``: the
-    loss (forward and backward) compiled by ``torch.compile`` for static shapes."""
+    then the fused Adam every dgm task uses (``dgm.train.optim.adam``; ``fused=False``: the
+    default per-parameter ``torch.optim.Adam``); ``compiled``: the loss (forward and
+    backward) compiled by ``torch.compile`` for static shapes."""
     import dgm
 
-    opt = dgm.train.optim.adam(params, lr=lr)
+    opt = dgm.train.optim.adam(params, lr=lr) if fused else torch.optim.Adam(params, lr=lr)
     fn = torch.compile(loss, dynamic=False) if compiled else loss
 
     def step(*args: Any) -> None:

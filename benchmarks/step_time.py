@@ -42,8 +42,7 @@ from torch.distributions import Bernoulli, Independent, Normal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
-from common import interleaved_medians, write_result
-from dgm.checks import validation
+from common import adam_step, dgm_step, interleaved_medians, write_result
 
 LOG_2PI = math.log(2 * math.pi)
 Step = Callable[[torch.Tensor], None]
@@ -80,29 +79,20 @@ def objective(k: int) -> Callable[..., torch.Tensor]:
     return dgm.ELBO(1) if k == 1 else dgm.IWAE(k)
 
 
-def dgm_step(k: int, programs: str, compiled: bool) -> Step:
+def dgm_vae_step(k: int, programs: str, compiled: bool) -> Step:
     """``dgm.train.SurrogateStep`` as ``dgm train`` runs it (value checks after step 1 off)."""
     model, guide = make_nets()
     if programs == "plain":
         model, guide = PlainModel(model.decoder), PlainGuide(guide.layers[0].net)
-    opt = dgm.train.optim.adam([*model.parameters(), *guide.parameters()], lr=1e-3)
-    update = dgm.train.SurrogateStep(objective(k), (model, guide), [opt])
-    if compiled:
-        update.compile(required=True)
-
-    def step(x: torch.Tensor) -> None:
-        with validation(False):
-            update([x])
-
-    return step
+    return dgm_step(
+        objective(k), (model, guide), [*model.parameters(), *guide.parameters()], compiled
+    )
 
 
 def handwritten_step(k: int, compiled: bool, fused: bool = True) -> Step:
     """The same arithmetic written directly: no distributions, no traces."""
     model, guide = make_nets()
     enc, dec = guide.layers[0].net, model.decoder
-    params = [*model.parameters(), *guide.parameters()]
-    opt = dgm.train.optim.adam(params, lr=1e-3) if fused else torch.optim.Adam(params, lr=1e-3)
 
     def loss_fn(x: torch.Tensor) -> torch.Tensor:
         loc, log_scale = enc(x).chunk(2, dim=-1)
@@ -118,17 +108,8 @@ def handwritten_step(k: int, compiled: bool, fused: bool = True) -> Step:
         bound = log_w.mean(0) if k == 1 else torch.logsumexp(log_w, 0) - math.log(k)
         return -bound.mean()
 
-    loss = torch.compile(loss_fn, dynamic=False) if compiled else loss_fn
-
-    def step(x: torch.Tensor) -> None:
-        value = loss(x)
-        if not torch.isfinite(value):  # the check every dgm step makes
-            raise FloatingPointError("non-finite loss")
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-
-    return step
+    params = [*model.parameters(), *guide.parameters()]
+    return adam_step(loss_fn, params, compiled, fused=fused)
 
 
 def pyro_step(k: int, jit: bool) -> Step:
@@ -171,9 +152,12 @@ COLUMNS = {
     ),
     "hand eager": ("hand-written, eager (the 1.00x)", lambda k: handwritten_step(k, False)),
     "hand compiled": ("hand-written, compiled", lambda k: handwritten_step(k, True)),
-    "dgm eager": ("dgm, plain distributions, eager", lambda k: dgm_step(k, "plain", False)),
-    "dgm compiled": ("dgm, plain distributions, compiled", lambda k: dgm_step(k, "plain", True)),
-    "dgm models eager": ("dgm, dgm.models.vae, eager", lambda k: dgm_step(k, "models", False)),
+    "dgm eager": ("dgm, plain distributions, eager", lambda k: dgm_vae_step(k, "plain", False)),
+    "dgm compiled": (
+        "dgm, plain distributions, compiled",
+        lambda k: dgm_vae_step(k, "plain", True),
+    ),
+    "dgm models eager": ("dgm, dgm.models.vae, eager", lambda k: dgm_vae_step(k, "models", False)),
     "pyro": ("Pyro Trace_ELBO / RenyiELBO", lambda k: pyro_step(k, False)),
     "pyro jit": ("Pyro JitTrace_ELBO", lambda k: pyro_step(k, True)),
 }

@@ -398,3 +398,35 @@ def test_train_compile_reads_bare_yaml_on_and_off(text: str) -> None:
     assert load("quickstart", [f"train.compile={text}"]).train.compile == text
     with pytest.raises(dgm.experiments.ConfigError, match=r"train\.compile"):
         load("quickstart", ["train.compile=yes-please"])
+
+
+def test_on_for_a_step_without_losses_to_compile_names_the_step() -> None:
+    class Opaque:
+        num_batches = 1
+
+        def __call__(self, batches: Any) -> dict[str, torch.Tensor]:
+            return {}
+
+    assert dgm.train.step.compile_step(Opaque(), required=False) == []
+    with pytest.raises(CompileError, match=r"this task's step \(Opaque\) has no compile"):
+        dgm.train.step.compile_step(Opaque(), required=True)
+
+
+def test_compiled_log_likelihood_without_a_compiler_says_what_is_missing() -> None:
+    model, guide = vae()
+    with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/g++")}):
+        with pytest.raises(CompileError, match=r"log_likelihood\(compile=True\).*C\+\+ compiler"):
+            dgm.metrics.log_likelihood(model, guide, BINARY, num_particles=4, compile=True)
+
+
+def test_the_cli_reports_a_missing_compiler_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dgm.cli.main import main
+
+    args = ["train", "quickstart", "--smoke", "--no-progress", "--out", str(tmp_path / "run")]
+    with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/g++")}):
+        assert main([*args, "--set", "train.compile=on"]) == 1
+    err = capsys.readouterr().err
+    assert "dgm: error: train.compile=on, but the step cannot be compiled here" in err
+    assert "install g++" in err and "Traceback" not in err
