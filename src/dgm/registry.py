@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .options import make_options
+
 T = TypeVar("T")
 
 
@@ -39,11 +41,13 @@ def at_least(argument: str, value: float, minimum: float) -> None:
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
-    """One choice: how to build it, one line about it, and its capabilities."""
+    """One choice: how to build it, one line about it, its capabilities, and (for a choice
+    with settings) its ``Options`` class, which ``build`` takes first."""
 
     build: Callable[..., T]
     summary: str = ""
     capabilities: Mapping[str, Any] = field(default_factory=dict)
+    options: type | None = None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -67,12 +71,19 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     def add(
-        self, name: str, build: Callable[..., T], summary: str = "", **capabilities: Any
+        self,
+        name: str,
+        build: Callable[..., T],
+        summary: str = "",
+        options: type | None = None,
+        **capabilities: Any,
     ) -> None:
-        """Register ``build`` under ``name`` (names are unique)."""
+        """Register ``build`` under ``name`` (names are unique). With ``options`` (a
+        ``dgm.options.Options`` subclass) ``build(options, *context)`` takes an instance of it:
+        the component's settings, each read, none ignored."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
-        self._entries[name] = Entry(build, summary, dict(capabilities))
+        self._entries[name] = Entry(build, summary, dict(capabilities), options)
 
     def __getitem__(self, name: str) -> Entry[T]:
         try:
@@ -97,8 +108,24 @@ class Registry(Generic[T]):
             if all(e.capabilities.get(k) == v for k, v in capabilities.items())
         ]
 
+    def options(self, name: str, **values: Any) -> Any:
+        """The ``Options`` of choice ``name`` with ``values``; a key it does not take is a
+        ``ValueError`` naming the keys it does take."""
+        entry = self[name]
+        if entry.options is None:
+            raise TypeError(f"{self.kind} {name!r} has no options class")
+        return make_options(self.kind, name, entry.options, values)
+
+    def create(self, options: Any, *context: Any) -> T:
+        """Build the choice that ``options.name`` names from its options (and ``context``:
+        what the choice needs beyond its settings, e.g. a network another part owns)."""
+        return self[options.name].build(options, *context)
+
     def build(self, name: str, *args: Any, **kwargs: Any) -> T:
-        """``self[name].build(*args, **kwargs)``."""
+        """``self[name].build(*args, **kwargs)``; for a choice with an ``Options`` class,
+        ``kwargs`` are its options (``OBJECTIVES.build("rws", num_particles=3)``)."""
+        if self[name].options is not None:
+            return self.create(self.options(name, **kwargs), *args)
         return self[name].build(*args, **kwargs)
 
     def __repr__(self) -> str:

@@ -196,7 +196,10 @@ def test_eval_with_ais_writes_both_estimates_and_the_bdmc_gap(
 
 
 def test_ais_is_refused_before_it_runs_where_hmc_or_q_cannot_do_it() -> None:
-    with pytest.raises(experiments.ConfigError, match="latents are discrete"):
+    with pytest.raises(
+        experiments.ConfigError,
+        match=r"eval.estimator is a setting of task 'vae' and 'disentangle'",
+    ):
         experiments.load("sbn-rws-mnist", ["eval.estimator=ais"])
     with pytest.raises(experiments.ConfigError, match=r"eval\.ais_start=prior"):
         experiments.load("vae-planar-mnist", ["eval.estimator=ais"])

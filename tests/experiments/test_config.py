@@ -109,7 +109,11 @@ def test_bad_files_and_cross_field_checks(tmp_path: Path) -> None:
             ["model.latent_sizes=[20, 10]", "model.hidden_sizes=[[50], [30]]"],
             r"prior=vamp .* needs one\s+stochastic layer",
         ),
-        ("vae-hmc-mnist", ["objective.name=rws"], r"objective.name=elbo or iwae, not rws"),
+        (
+            "vae-hmc-mnist",
+            ["objective.name=rws", "objective.hmc_steps=1"],
+            r"objective 'rws' does not take 'hmc_steps'.*an option of objective.name=elbo or iwae",
+        ),
         (
             "vae-hmc-mnist",
             ["objective.hmc_target_accept=1.5"],

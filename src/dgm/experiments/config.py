@@ -15,13 +15,14 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from ..compiling import COMPILE_MODES, TORCH_COMPILE_MODES
+from ..options import UnknownOptionError, above, at_least, choice, option_names, resumable
 from ..train.distributed import DEVICES
 from ..train.loop import Schedule
 from ..train.lr_schedule import LR_SCHEDULES, lr_schedule
@@ -86,66 +87,87 @@ def _suggestion(key: str, options: list[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-Choices = Collection[str] | Callable[[], Collection[str]]
+@dataclass(frozen=True)
+class Component:
+    """A section that is one component of a table, chosen by its ``name`` (a tagged union):
+    the keys it takes are the chosen component's ``Options`` fields.
+
+    ``names`` limits the table's choices (e.g. the objectives that train a model on data);
+    ``variants`` gives a task's own options class for some names (the VAE's bounds also take
+    MCMC-from-q settings).
+    """
+
+    table: Any  # a dgm.registry.Registry whose entries have options classes
+    default: str
+    names: Callable[[], Collection[str]] | None = None
+    variants: Mapping[str, type] = field(default_factory=dict)
+
+    def choices(self) -> dict[str, type]:
+        """``name -> Options class`` for every valid name."""
+        names = self.names() if self.names is not None else list(self.table)
+        return {n: self.variants.get(n) or self.table[n].options for n in names}
+
+    def make(self, name: str, values: Mapping[str, Any], key: str) -> Any:
+        """The options of component ``name`` from ``values`` (types checked), under ``key``."""
+        choices = self.choices()
+        if name not in choices:
+            raise ConfigError(_not_one_of(f"{key}.name", name, list(choices)))
+        return from_dict({**values, "name": name}, choices[name], key + ".", component=self)
 
 
-def choice(
-    options: Choices,
-    default: Any = dataclasses.MISSING,
-    resumable: bool = False,
-    factory: Callable[[], Any] | None = None,
-) -> Any:
-    """A string field (or list of strings) whose value must be one of ``options`` (a
-    registry, a tuple, or a function returning one); without ``default`` the key is required;
-    ``factory`` gives a list default."""
-    return _bounded({"choices": options, "resumable": resumable}, default, factory)
-
-
-def _bounded(meta: dict[str, Any], default: Any, factory: Callable[[], Any] | None) -> Any:
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def at_least(
-    minimum: float,
-    default: Any = dataclasses.MISSING,
-    factory: Callable[[], Any] | None = None,
-    resumable: bool = False,
-) -> Any:
-    """A numeric field (or list of numbers) that must be ``>= minimum`` (``None`` passes);
-    ``factory`` gives a list default."""
-    return _bounded({"min": minimum, "resumable": resumable}, default, factory)
-
-
-def above(
-    minimum: float,
-    default: Any = dataclasses.MISSING,
-    factory: Callable[[], Any] | None = None,
+def component(
+    table: Any,
+    default: str,
+    names: Callable[[], Collection[str]] | None = None,
+    variants: Mapping[str, type] | None = None,
     resumable: bool = False,
 ) -> Any:
-    """A numeric field (or list of numbers) that must be finite and ``> minimum`` (``None``
-    passes)."""
-    return _bounded({"gt": minimum, "resumable": resumable}, default, factory)
+    """A section holding one component of ``table`` (``dgm.registry.Registry``), chosen by its
+    ``name`` (``default`` when the file does not say); see ``Component``."""
+    spec = Component(table, default, names, dict(variants or {}))
+    return field(
+        default_factory=lambda: spec.choices()[default](name=default),
+        metadata={"component": spec, "resumable": resumable},
+    )
 
 
-def resumable(default: Any = dataclasses.MISSING, factory: Callable[[], Any] | None = None) -> Any:
-    """A field (or a whole section) that may change when a run is resumed: it does not change
-    what the saved state means (a learning rate, the budget, logging, evaluation)."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"resumable": True})
-    return field(default=default, metadata={"resumable": True})
+def component_of(f: dataclasses.Field[Any]) -> Component | None:
+    """The ``Component`` a field declares, or ``None``."""
+    return f.metadata.get("component")
+
+
+class ComponentKeyError(ConfigError):
+    """A key the chosen component does not take (another component of the section may)."""
+
+    def __init__(self, key: str, spec: Component, name: str) -> None:
+        section, _, leaf = key.rpartition(".")
+        takers = [n for n, c in spec.choices().items() if leaf in option_names(c) and n != name]
+        err = UnknownOptionError(spec.table.kind, name, leaf, spec.choices()[name], section + ".")
+        hint = f"; {leaf} is an option of {section}.name={' or '.join(takers)}" if takers else ""
+        super().__init__(f"{err}{hint}")
+        self.key = key
+
+
+def _not_one_of(key: str, value: Any, options: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{key}: {value!r} is not one of {', '.join(options)}{hint}"
 
 
 def resumable_keys(cls: type, prefix: str = "", inherited: bool = False) -> list[str]:
     """The dotted keys of ``cls`` that may change on resume (``resumable`` fields, and every
-    key of a ``resumable`` section)."""
+    key of a ``resumable`` section; for a component section, of any of its components)."""
     keys = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         allowed = inherited or bool(f.metadata.get("resumable"))
         t = hints[f.name]
-        if dataclasses.is_dataclass(t):
+        spec = component_of(f)
+        if spec is not None:
+            for c in spec.choices().values():
+                keys += resumable_keys(c, f"{prefix}{f.name}.", allowed)
+            keys = list(dict.fromkeys(keys))
+        elif dataclasses.is_dataclass(t):
             keys += resumable_keys(t, f"{prefix}{f.name}.", allowed)  # type: ignore[arg-type]
         elif allowed:
             keys.append(prefix + f.name)
@@ -250,14 +272,21 @@ class RunConfig:
             raise ConfigError(f"train.{err}") from None
 
 
-def valid_keys(cls: type, prefix: str = "") -> list[str]:
-    """Every settable dotted key of a configuration class, e.g. ``train.lr``."""
+def valid_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every settable dotted key of a configuration, e.g. ``train.lr``: of an instance, the
+    keys of the components it chose; of a class, those of any component."""
     keys = []
+    cls = cfg if isinstance(cfg, type) else type(cfg)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        t = hints[f.name]
-        if dataclasses.is_dataclass(t):
-            keys += valid_keys(t, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        t, spec = hints[f.name], component_of(f)
+        value = None if isinstance(cfg, type) else getattr(cfg, f.name)
+        if spec is not None and value is None:
+            for c in spec.choices().values():
+                keys += valid_keys(c, f"{prefix}{f.name}.")
+            keys = list(dict.fromkeys(keys))
+        elif dataclasses.is_dataclass(t):
+            keys += valid_keys(t if value is None else value, f"{prefix}{f.name}.")
         elif not (prefix == "" and f.name == "task"):
             keys.append(prefix + f.name)
     return keys
@@ -319,8 +348,17 @@ def _required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def from_dict(raw: Any, cls: type, prefix: str = "", root: type | None = None) -> Any:
-    """Build a configuration dataclass from nested dicts, checking keys, types and presence."""
+def from_dict(
+    raw: Any,
+    cls: type,
+    prefix: str = "",
+    root: type | None = None,
+    component: Component | None = None,
+) -> Any:
+    """Build a configuration dataclass from nested dicts, checking keys, types and presence.
+
+    A component section (``component(...)``) may be a mapping with ``name`` or just the name.
+    """
     root = root or cls
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
@@ -329,9 +367,16 @@ def from_dict(raw: Any, cls: type, prefix: str = "", root: type | None = None) -
     kwargs = {}
     for k, v in raw.items():
         if k not in fields:
+            if component is not None:
+                raise ComponentKeyError(prefix + str(k), component, raw["name"])
             raise UnknownKeyError(prefix + str(k), valid_keys(root))
-        t = hints[k]
-        if dataclasses.is_dataclass(t):
+        t, spec = hints[k], component_of(fields[k])
+        if spec is not None:
+            v = {"name": v} if isinstance(v, str) else (v or {})
+            if not isinstance(v, dict):
+                raise ConfigError(f"{prefix}{k}: expected a mapping with a name, got {v!r}")
+            kwargs[k] = spec.make(v.get("name", spec.default), v, prefix + k)
+        elif dataclasses.is_dataclass(t):
             kwargs[k] = from_dict(v or {}, t, f"{prefix}{k}.", root)  # type: ignore[arg-type]
         else:
             kwargs[k] = _coerce(v, t, prefix + k)
@@ -366,8 +411,12 @@ def apply_override(cfg: Any, assignment: str) -> None:
     key = key.strip()
     if key == "task":
         raise ConfigError("task is chosen by the experiment file (its `task:` key), not by --set")
-    keys = valid_keys(type(cfg))
+    *parents, leaf = key.split(".")
+    owner, spec = _section(cfg, parents)
+    keys = valid_keys(cfg)
     if key not in keys:
+        if spec is not None and owner is not None:
+            raise ComponentKeyError(key, spec, getattr(owner, parents[-1]).name)
         raise UnknownKeyError(key, keys)
     try:
         value = yaml.safe_load(text)
@@ -375,12 +424,37 @@ def apply_override(cfg: Any, assignment: str) -> None:
         raise ConfigError(f"{key}: cannot parse {text!r}: {e}") from None
     if isinstance(value, str) and _looks_numeric(value):
         value = float(value)  # YAML 1.1 reads "1e-3" as a string
-    *parents, leaf = key.split(".")
+    if spec is not None and owner is not None and leaf == "name":
+        # another component: its own options, at their defaults
+        setattr(owner, parents[-1], spec.make(_coerce(value, str, key), {}, ".".join(parents)))
+        return
     target: Any = cfg
     for p in parents:
         target = getattr(target, p)
     hint = typing.get_type_hints(type(target))[leaf]
     setattr(target, leaf, _coerce(value, hint, key))
+
+
+def _section(cfg: Any, parents: list[str]) -> tuple[Any, Component | None]:
+    """The object holding section ``parents`` and, if that section is a component, its spec."""
+    owner: Any = None
+    target: Any = cfg
+    for p in parents:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, p):
+            return None, None
+        owner, target = target, getattr(target, p)
+    if owner is None:
+        return None, None
+    fields = {f.name: f for f in dataclasses.fields(owner)}
+    return owner, component_of(fields[parents[-1]]) if parents[-1] in fields else None
+
+
+def apply_overrides(cfg: Any, assignments: Sequence[str]) -> None:
+    """Apply ``key=value`` overrides in place, a component's ``name`` before its options (a
+    changed name starts that section from the new component's defaults)."""
+    names = [a for a in assignments if a.partition("=")[0].strip().endswith(".name")]
+    for assignment in [*names, *(a for a in assignments if a not in names)]:
+        apply_override(cfg, assignment)
 
 
 def _looks_numeric(text: str) -> bool:
@@ -393,9 +467,11 @@ def _looks_numeric(text: str) -> bool:
 
 def apply_smoke(cfg: Any) -> None:
     """Apply the configuration's own ``smoke`` overrides."""
+    assignments = []
     for k, v in cfg.smoke.items():
         text = yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
-        apply_override(cfg, f"{k}={text}")
+        assignments.append(f"{k}={text}")
+    apply_overrides(cfg, assignments)
 
 
 def _numbers(value: Any) -> list[Any]:
@@ -424,15 +500,15 @@ def validate(cfg: Any, prefix: str = "") -> None:
         items = value if isinstance(value, list) else [value]  # a list field: every item
         for item in items if value is not None else []:
             if options is not None and item not in options:
-                close = difflib.get_close_matches(str(item), options, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"{key}: {item!r} is not one of {', '.join(options)}{hint}")
+                raise ConfigError(_not_one_of(key, item, options))
         _check_range(key, value, f.metadata.get("min"), f.metadata.get("gt"))
     if prefix == "":
         cfg.check()
 
 
 __all__ = [
+    "Component",
+    "ComponentKeyError",
     "ConfigError",
     "RunConfig",
     "RunKindError",
@@ -440,9 +516,12 @@ __all__ = [
     "UnknownKeyError",
     "above",
     "apply_override",
+    "apply_overrides",
     "apply_smoke",
     "at_least",
     "choice",
+    "component",
+    "component_of",
     "config_errors",
     "from_dict",
     "resumable",

@@ -24,7 +24,7 @@ from .config import (
     ConfigError,
     RunConfig,
     UnknownKeyError,
-    apply_override,
+    apply_overrides,
     apply_smoke,
     from_dict,
     valid_keys,
@@ -120,9 +120,12 @@ def upgrade(raw: dict[str, Any], resolved: bool = False) -> dict[str, Any]:
         resolved: ``raw`` is a run directory's resolved ``config.yaml`` (every key of the old
             all-in-one schema is present; those the task does not have are dropped).
     """
-    if "task" in raw:
-        return raw
     raw = copy.deepcopy(raw)
+    if "task" in raw:
+        name = raw["task"]
+        if not isinstance(name, str):
+            return raw  # task_class says what is wrong
+        return task_class(name).migrate(raw, resolved)
     model = raw.get("model")
     old = model.pop("name", None) if isinstance(model, dict) else None
     legacy = {TASKS[n].legacy_model: n for n in TASKS if TASKS[n].legacy_model}
@@ -136,7 +139,8 @@ def upgrade(raw: dict[str, Any], resolved: bool = False) -> dict[str, Any]:
             f"is read in the format before tasks; new files say `task:`, one of {', '.join(TASKS)})"
         )
     raw["task"] = name
-    return task_class(name).upgrade(raw, resolved)
+    cls = task_class(name)
+    return cls.migrate(cls.upgrade(raw, resolved), resolved)
 
 
 def parse(raw: Any, source: str, resolved: bool = False) -> RunConfig:
@@ -185,8 +189,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), smoke: bool = F
     try:
         if smoke:
             apply_smoke(cfg)
-        for assignment in overrides:
-            apply_override(cfg, assignment)
+        apply_overrides(cfg, overrides)
     except UnknownKeyError as err:
         raise ConfigError(f"{path}: {_foreign(err, cfg.task)}") from None
     except ConfigError as err:

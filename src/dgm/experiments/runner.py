@@ -23,7 +23,7 @@ from ..report import write_report
 from ..train import FitResult, TrainState, checkpoint, distributed, run
 from ..train.metrics_log import MetricsLog
 from . import rundir
-from .config import ConfigError, RunConfig, UnknownKeyError, apply_override, to_dict
+from .config import ConfigError, RunConfig, UnknownKeyError, apply_overrides, to_dict
 from .registry import check, parse, task_class
 from .task import Parts, Picture, Task, load_parts
 
@@ -144,8 +144,7 @@ def load_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> RunConfig
         )
     cfg = parse(yaml.safe_load(path.read_text()) or {}, str(path), resolved=True)
     try:
-        for assignment in overrides:
-            apply_override(cfg, assignment)
+        apply_overrides(cfg, overrides)
     except UnknownKeyError as err:
         raise ConfigError(f"this {cfg.task} run has no setting {err.key!r}: {err}") from None
     check(cfg, str(path))

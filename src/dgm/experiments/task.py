@@ -32,7 +32,7 @@ from ..train import Step
 from ..train.distributed import local_device
 from ..train.optim import adam
 from ..train.step import Data
-from .config import RunConfig, RunKindError
+from .config import RunConfig, RunKindError, component_of
 
 C = TypeVar("C", bound=RunConfig)
 Parts = dict[str, nn.Module]
@@ -82,10 +82,17 @@ class Task(Generic[C]):
 
     @classmethod
     def upgrade(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
-        """A mapping in the format before tasks (``raw["task"]`` just set) in this task's.
+        """A mapping in the format before tasks (``raw["task"]`` just set) in this task's
+        (default: unchanged; ``migrate`` follows)."""
+        return raw
 
-        Default: a resolved run configuration loses the keys of the old all-in-one schema
-        that this task does not have (they had no effect on such a run).
+    @classmethod
+    def migrate(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
+        """A mapping of any earlier version of this task's format in the current one.
+
+        Default: a resolved run configuration (``config.yaml`` of a run directory) loses the
+        keys this task or its chosen components do not take: they had no effect on that run.
+        A task that moved a key moves it here first.
         """
         return drop_unknown(raw, cls.Config) if resolved else raw
 
@@ -133,15 +140,18 @@ class Task(Generic[C]):
 
 
 def drop_unknown(raw: dict[str, Any], cls: type) -> dict[str, Any]:
-    """``raw`` without the keys that the configuration class ``cls`` does not have."""
+    """``raw`` without the keys that the configuration class ``cls`` does not have (in a
+    component section, those its chosen component does not take)."""
     hints = typing.get_type_hints(cls)
     out = {}
     for f in dataclasses.fields(cls):
         if f.name not in raw:
             continue
-        value = raw[f.name]
-        if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, dict):
-            value = drop_unknown(value, hints[f.name])
+        value, t, spec = raw[f.name], hints[f.name], component_of(f)
+        if spec is not None and isinstance(value, dict):
+            t = spec.choices().get(value.get("name", spec.default))
+        if t is not None and dataclasses.is_dataclass(t) and isinstance(value, dict):
+            value = drop_unknown(value, t)  # type: ignore[arg-type]
         out[f.name] = value
     return out
 

@@ -39,19 +39,20 @@ from ...models.air import LIKELIHOODS, AIRGuide, AIRModel, read_steps
 from ...nn.mlp import ACTIVATIONS
 from ...nn.spatial import where_to_box
 from ...objectives import OBJECTIVES, elbo, iwae, log_weights
+from ...objectives.registry import IWAEOptions, ParticleOptions
+from ...options import Options
 from ...ppl import replay, trace
 from ...report import boxes_grid
 from ...train.optim import adam
-from ..config import ConfigError, above, at_least, choice, resumable
+from ..config import ConfigError, TrainConfig, above, at_least, choice, resumable
 from ..task import Parts, Picture
 from .data import ImageDataConfig
 from .latent import (
     EvalConfig,
     LatentConfig,
-    LatentTrainConfig,
     LatentVariableTask,
-    ObjectiveConfig,
     objective_part,
+    objective_section,
 )
 
 
@@ -69,7 +70,6 @@ class AIRModelConfig:
     decoder_hidden: list[int] = at_least(1, factory=lambda: [200])
     predict_hidden: list[int] = at_least(1, factory=lambda: [200])
     embed_hidden: list[int] = at_least(1, factory=list)  # empty: the LSTM reads raw pixels
-    baseline_hidden: int = at_least(1, 256)
     z_pres_prior: float = above(0, 0.01)  # k of p(n) ~ k^n (or each step's, with _raw)
     z_pres_prior_raw: bool = False
     scale_prior: list[float] = field(default_factory=lambda: [3.0, 0.2])
@@ -81,22 +81,42 @@ class AIRModelConfig:
 
 
 @dataclass(kw_only=True)
-class AIRObjectiveConfig(ObjectiveConfig):
-    """The estimator of the z_pres gradient; per-step baselines for those that take them."""
+class StepBaselineOptions:
+    """The guide's per-step baselines for the z_pres decisions (NVIL-style, one per step from
+    the guide's baseline LSTM), for the estimators that honour a site's own baseline."""
 
-    name: str = choice(lambda: OBJECTIVES.names(learns_model=True, disentangle=False), "reinforce")
-    num_particles: int = at_least(1, 1)
-    # the guide's per-step baselines (None: where the objective's default uses them)
+    # None: on for the single-particle score-function objectives (elbo, reinforce)
     baselines: bool | None = None
+    baseline_hidden: int = at_least(1, 256)  # hidden units of the baseline LSTM and its head
 
 
 @dataclass(kw_only=True)
-class AIRTrainConfig(LatentTrainConfig):
+class ELBOWithBaselinesOptions(StepBaselineOptions, ParticleOptions):
+    """The ELBO's score-function estimator, with the guide's per-step baselines."""
+
+
+@dataclass(kw_only=True)
+class IWAEWithBaselinesOptions(StepBaselineOptions, IWAEOptions):
+    """The K-particle bound (VIMCO's control variates), optionally with per-step baselines."""
+
+
+# the estimators that honour a site's baseline take the per-step baselines' settings
+AIR_OBJECTIVES: dict[str, type] = {
+    n: IWAEWithBaselinesOptions
+    if OBJECTIVES[n].options is IWAEOptions
+    else ELBOWithBaselinesOptions
+    for n in OBJECTIVES.names(site_baselines=True)
+}
+
+
+@dataclass(kw_only=True)
+class AIRTrainConfig(TrainConfig):
     """The loop, Pyro's learning rates (1e-4; 1e-3 for the baselines) and batch size (64),
-    and how many validation images are counted."""
+    the guide's own learning rate, and the validation budget."""
 
     batch_size: int = at_least(1, 64)
     lr: float = above(0, 1e-4, resumable=True)
+    guide_lr: float | None = above(0, None, resumable=True)  # None: train.lr
     baseline_lr: float = above(0, 1e-3, resumable=True)
     count_points: int = at_least(1, 1000, resumable=True)
     valid_particles: int = at_least(1, 10)
@@ -118,13 +138,13 @@ class AIRConfig(LatentConfig):
     task: str = "air"
     data: ImageDataConfig = field(default_factory=lambda: ImageDataConfig(name="multi_mnist_32"))
     model: AIRModelConfig = field(default_factory=AIRModelConfig)
-    objective: AIRObjectiveConfig = field(default_factory=AIRObjectiveConfig)
-    train: AIRTrainConfig = field(default_factory=AIRTrainConfig)
+    objective: Options = objective_section("reinforce", AIR_OBJECTIVES)
+    train: AIRTrainConfig = field(default_factory=AIRTrainConfig)  # type: ignore[assignment]
     eval: AIREvalConfig = resumable(factory=AIREvalConfig)
 
     def check(self) -> None:
         super().check()
-        d, m, o = self.data, self.model, self.objective
+        d, m = self.data, self.model
         entry = DATASETS[d.name]
         objects = entry.capabilities.get("max_objects")
         if objects is None:
@@ -151,20 +171,16 @@ class AIRConfig(LatentConfig):
             raise ConfigError("model.z_pres_prior with z_pres_prior_raw is a probability < 1")
         if not m.z_pres_prior_raw and m.z_pres_prior > 1:
             raise ConfigError("model.z_pres_prior (k of p(n) ~ k^n) must be in (0, 1]")
-        if o.baselines and not OBJECTIVES[o.name].site_baselines:
-            names = " or ".join(OBJECTIVES.names(site_baselines=True))
-            raise ConfigError(
-                f"objective.baselines: the guide's per-step baselines are used by "
-                f"objective.name={names}, not {o.name} (set objective.baselines to null)"
-            )
 
 
-def uses_baselines(o: AIRObjectiveConfig) -> bool:
+def uses_baselines(o: Options) -> bool:
     """Whether the guide computes per-step baselines: ``objective.baselines``, by default
     for the single-particle score-function objectives (``elbo``, ``reinforce``)."""
+    if not isinstance(o, StepBaselineOptions):
+        return False
     if o.baselines is not None:
         return o.baselines
-    return bool(OBJECTIVES[o.name].site_baselines) and o.name in ("elbo", "reinforce")
+    return o.name in ("elbo", "reinforce")
 
 
 class AIRTask(LatentVariableTask[AIRConfig]):
@@ -178,8 +194,24 @@ class AIRTask(LatentVariableTask[AIRConfig]):
     def activation(self) -> str:  # type: ignore[override]
         return self.cfg.model.activation
 
+    @classmethod
+    def migrate(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
+        """``model.baseline_hidden`` (before issue 27) is ``objective.baseline_hidden`` where
+        the objective has per-step baselines; elsewhere it was never read."""
+        model, objective = raw.get("model"), raw.get("objective")
+        if isinstance(model, dict) and "baseline_hidden" in model:
+            if objective is None:
+                objective = raw["objective"] = {}
+            name = objective.get("name", "reinforce") if isinstance(objective, dict) else None
+            if name in AIR_OBJECTIVES:
+                # an old objective.baseline_hidden was NVIL's, never read by these objectives
+                objective["baseline_hidden"] = model.pop("baseline_hidden")
+            elif resolved:
+                del model["baseline_hidden"]
+        return super().migrate(raw, resolved)
+
     def programs(self, data_size: int) -> tuple[nn.Module, nn.Module]:
-        m = self.cfg.model
+        m, o = self.cfg.model, self.cfg.objective
         canvas = math.isqrt(data_size)
         if canvas * canvas != data_size:
             raise ValueError(f"AIR needs square images; a point has {data_size} values")
@@ -210,8 +242,8 @@ class AIRTask(LatentVariableTask[AIRConfig]):
             tuple(m.embed_hidden),
             scale,  # type: ignore[arg-type]
             shift,  # type: ignore[arg-type]
-            uses_baselines(self.cfg.objective),
-            m.baseline_hidden,
+            uses_baselines(o),
+            o.baseline_hidden if isinstance(o, StepBaselineOptions) else 1,
             m.activation,
         )
         return model, guide

@@ -39,7 +39,9 @@ from ...models.image_vae import ARCHITECTURES, ImageVAEGuide, ImageVAEModel
 from ...models.posteriors import POSTERIORS
 from ...objectives import OBJECTIVES, log_weights
 from ...objectives.factor_vae import Discriminator, factor_vae_critic_loss
-from ...objectives.total_correlation import ESTIMATORS, tc_decomposition
+from ...objectives.registry import FactorVAEOptions, ObjectiveContext
+from ...objectives.total_correlation import tc_decomposition
+from ...options import Options
 from ...ppl import condition, trace
 from ...report import image_grid
 from ...report.figures import heatmap
@@ -47,14 +49,14 @@ from ...train import AlternatingStep, Step, Update
 from ...train.optim import adam
 from ...train.state import callable_of
 from ...train.step import Data
-from ..config import ConfigError, above, at_least, choice, resumable
+from ..config import ConfigError, at_least, choice, resumable
 from ..task import Parts, Picture, Wrap
 from .latent import (
-    EvalConfig,
+    AISEvalConfig,
     LatentConfig,
-    LatentTrainConfig,
     LatentVariableTask,
     objective_part,
+    objective_section,
 )
 
 TC_POINTS = 1000  # validation points the total-correlation terms are estimated from
@@ -62,44 +64,22 @@ TC_POINTS = 1000  # validation points the total-correlation terms are estimated 
 
 @dataclass(kw_only=True)
 class DisentangleModelConfig:
-    """The programs (``dgm.models.image_vae``) and FactorVAE's discriminator."""
+    """The programs (``dgm.models.image_vae``)."""
 
     latent_size: int = at_least(1, 10)
     architecture: str = choice(ARCHITECTURES, "conv")
     posterior: str = choice(POSTERIORS, "diagonal")
     flow_length: int = 2  # planar / iaf steps
     flow_hidden: list[int] = at_least(1, factory=lambda: [100, 100])
-    # factor-vae: the discriminator (Kim & Mnih: 6 layers of 1000 units, leaky ReLU)
-    discriminator_hidden: int = at_least(1, 1000)
-    discriminator_layers: int = at_least(1, 6)
+
+
+def disentangling() -> list[str]:
+    """The disentangling objectives (the task's choices)."""
+    return OBJECTIVES.names(disentangle=True)
 
 
 @dataclass(kw_only=True)
-class DisentangleObjectiveConfig:
-    """Which objective, and its weights (``None``: the method's published default)."""
-
-    name: str = choice(lambda: OBJECTIVES.names(disentangle=True), "beta-vae")
-    beta: float | None = at_least(0, None)  # beta-vae: on the KL (4); beta-tcvae: on TC (6)
-    alpha: float = at_least(0, 1.0)  # beta-tcvae: on the index-code mutual information
-    # beta-tcvae: on the dimension-wise KL (1); factor-vae: on TC (35);
-    # annealed-capacity: on |KL - C| (1000)
-    gamma: float | None = at_least(0, None)
-    estimator: str = choice(ESTIMATORS, "mss")  # beta-tcvae's estimator of log q(z)
-    capacity: float = at_least(0, 25.0)  # annealed-capacity: C_max in nats
-    capacity_steps: int = at_least(1, 100000)  # annealed-capacity: steps for C to reach C_max
-    lambda_od: float = at_least(0, 10.0)  # dip-vae: off-diagonal weight
-    lambda_d: float | None = at_least(0, None)  # dip-vae: diagonal (None: 10 lambda_od for I)
-
-
-@dataclass(kw_only=True)
-class DisentangleTrainConfig(LatentTrainConfig):
-    """The loop, plus the discriminator's learning rate (factor-vae)."""
-
-    critic_lr: float = above(0, 1e-4, resumable=True)  # Adam with betas (0.5, 0.9), as published
-
-
-@dataclass(kw_only=True)
-class DisentangleEvalConfig(EvalConfig):
+class DisentangleEvalConfig(AISEvalConfig):
     """Final evaluation: the test bound and the disentanglement metrics (published sizes)."""
 
     num_particles: int = at_least(1, 100)  # importance-sampled test log p(x)
@@ -121,10 +101,7 @@ class DisentangleConfig(LatentConfig):
 
     task: str = "disentangle"
     model: DisentangleModelConfig = field(default_factory=DisentangleModelConfig)
-    objective: DisentangleObjectiveConfig = field(  # type: ignore[assignment]
-        default_factory=DisentangleObjectiveConfig
-    )
-    train: DisentangleTrainConfig = field(default_factory=DisentangleTrainConfig)
+    objective: Options = objective_section("beta-vae", names=disentangling)
     eval: DisentangleEvalConfig = resumable(factory=DisentangleEvalConfig)
 
     def check(self) -> None:
@@ -143,6 +120,11 @@ class DisentangleConfig(LatentConfig):
                 f"eval.metrics ({', '.join(e.metrics)}) compare the code with ground-truth "
                 f"factors, and data.name={self.data.name} has none: use data.name="
                 f"{' or '.join(DATASETS.names(factors=True))}, or eval.metrics=[]"
+            )
+        if entry.critic and self.train.guide_lr is not None:
+            raise ConfigError(
+                f"train.guide_lr: objective.name={o.name} trains the VAE with one Adam (and its "
+                "discriminator with objective.critic_lr); set train.guide_lr to null"
             )
         if "mig_chen" in e.metrics and not POSTERIORS[m.posterior].factorized:
             raise ConfigError(
@@ -171,36 +153,46 @@ class DisentangleTask(LatentVariableTask[DisentangleConfig]):
         """Whether the objective needs a discriminator (FactorVAE)."""
         return bool(OBJECTIVES[self.cfg.objective.name].critic)
 
+    @classmethod
+    def migrate(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
+        """Before issue 27 FactorVAE's settings were ``model.discriminator_hidden``,
+        ``model.discriminator_layers`` and ``train.critic_lr``: they move to ``objective``
+        (for other objectives they were never read: a run directory's are dropped, a file's
+        refused), and a weight ``null`` (the published default) is the objective's default."""
+        objective = raw.get("objective")
+        if isinstance(objective, dict):
+            for key in ("beta", "gamma"):
+                if key in objective and objective[key] is None:
+                    del objective[key]
+            moves = [("model", "discriminator_hidden"), ("model", "discriminator_layers")]
+            for section, key in [*moves, ("train", "critic_lr")]:
+                old = raw.get(section)
+                if isinstance(old, dict) and key in old:
+                    if objective.get("name") == "factor-vae":
+                        objective.setdefault(key, old.pop(key))
+                    elif resolved:
+                        del old[key]
+        return super().migrate(raw, resolved)
+
     def discriminator(self) -> Discriminator:
-        m = self.cfg.model
-        return Discriminator(m.latent_size, m.discriminator_hidden, m.discriminator_layers)
+        o = self.cfg.objective
+        assert isinstance(o, FactorVAEOptions)
+        hidden, layers = o.discriminator_hidden, o.discriminator_layers
+        return Discriminator(self.cfg.model.latent_size, hidden, layers)
 
     def objective(
         self,
         data_size: int,
         dataset_size: int | None = None,
         discriminator: nn.Module | None = None,
-        **options: Any,
     ) -> Any:
-        o, d = self.cfg.objective, self.cfg.data
+        d = self.cfg.data
         if dataset_size is None:  # the dry build of check(): the size the data will have
             dataset_size = d.train_points or DATASETS[d.name].train_size
         if discriminator is None and self.adversarial:
             discriminator = self.discriminator()
-        return OBJECTIVES.build(
-            o.name,
-            dataset_size=dataset_size,
-            beta=o.beta,
-            alpha=o.alpha,
-            gamma=o.gamma,
-            estimator=o.estimator,
-            capacity=o.capacity,
-            capacity_steps=o.capacity_steps,
-            lambda_od=o.lambda_od,
-            lambda_d=o.lambda_d,
-            discriminator=discriminator,
-            **options,
-        )
+        context = ObjectiveContext(dataset_size=dataset_size, discriminator=discriminator)
+        return OBJECTIVES.create(self.cfg.objective, context)
 
     def build(self, data: Splits, training: bool = True) -> Parts:
         model, guide = self.programs(data.data_size)
@@ -218,11 +210,12 @@ class DisentangleTask(LatentVariableTask[DisentangleConfig]):
     def optimizers(self, parts: Parts) -> list[torch.optim.Optimizer]:
         if not self.adversarial:
             return super().optimizers(parts)
-        t = self.cfg.train
+        t, o = self.cfg.train, self.cfg.objective
+        assert isinstance(o, FactorVAEOptions)
         vae = [*parts["model"].parameters(), *parts["guide"].parameters()]
         return [
             adam(vae, lr=t.lr, eps=t.adam_eps),
-            adam(parts["discriminator"].parameters(), lr=t.critic_lr, betas=(0.5, 0.9)),
+            adam(parts["discriminator"].parameters(), lr=o.critic_lr, betas=(0.5, 0.9)),
         ]
 
     def step(self, parts: Parts, optimizers: list[torch.optim.Optimizer], wrap: Wrap) -> Step:

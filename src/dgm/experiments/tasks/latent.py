@@ -31,7 +31,8 @@ from ...metrics import (
 from ...metrics.diagnostics import MIN_GRADIENT_DRAWS
 from ...nn import MLP
 from ...objectives import OBJECTIVES, MCMCFromQ, iwae, log_weights
-from ...objectives.wake_sleep import PHI_MODES
+from ...objectives.registry import NVILOptions, ObjectiveContext
+from ...options import Options
 from ...ppl import replay, trace
 from ...report import image_grid
 from ...train import Step, SurrogateStep
@@ -44,6 +45,7 @@ from ..config import (
     above,
     at_least,
     choice,
+    component,
     config_errors,
     resumable,
 )
@@ -51,15 +53,16 @@ from ..task import Parts, Picture, Task, Wrap
 from .data import ImageDataConfig
 
 
-@dataclass(kw_only=True)
-class ObjectiveConfig:
-    """The training objective (``dgm.objectives.OBJECTIVES``) and its options."""
+def data_objectives() -> list[str]:
+    """The objectives that train a model on data (the latent-variable tasks' choices)."""
+    return OBJECTIVES.names(learns_model=True, disentangle=False)
 
-    name: str = choice(lambda: OBJECTIVES.names(learns_model=True, disentangle=False), "iwae")
-    num_particles: int = 5
-    phi: str = choice(PHI_MODES, "wake")  # rws: the guide's update
-    temperature: float = 0.6667  # concrete: the relaxation's temperature
-    baseline_hidden: int = at_least(1, 100)  # nvil: hidden units of the baseline network C(x)
+
+def objective_section(
+    default: str, variants: dict[str, type] | None = None, names: Any = data_objectives
+) -> Any:
+    """The ``objective`` section: one of ``OBJECTIVES`` with its own options."""
+    return component(OBJECTIVES, default, names, variants)
 
 
 @dataclass(kw_only=True)
@@ -76,13 +79,19 @@ ESTIMATORS = ("iwae", "ais")
 
 @dataclass(kw_only=True)
 class EvalConfig:
-    """Final evaluation: importance-sampled log-likelihood and latent statistics; with
+    """Final evaluation: importance-sampled log-likelihood and latent statistics."""
+
+    num_particles: int = at_least(1, 5000)
+    batch_size: int = at_least(1, 100)
+
+
+@dataclass(kw_only=True)
+class AISEvalConfig(EvalConfig):
+    """Final evaluation, and for models with continuous latents that HMC can move, with
     ``estimator: ais`` also annealed importance sampling on the first ``ais_points`` test
     points (beside the importance-sampled estimate on the same points) and the BDMC gap on
     ``bdmc_points`` points simulated from the model (``dgm.infer.ais``, ``dgm.infer.bdmc``)."""
 
-    num_particles: int = at_least(1, 5000)
-    batch_size: int = at_least(1, 100)
     estimator: str = choice(ESTIMATORS, "iwae")
     ais_points: int = at_least(1, 500)
     ais_steps: int = at_least(1, 500)  # transitions from q (or the prior) to p(z | x)
@@ -98,7 +107,7 @@ class LatentConfig(RunConfig):
     """The sections every latent-variable run has; tasks add ``model`` (and extend these)."""
 
     data: ImageDataConfig
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: Options = objective_section("iwae")
     train: LatentTrainConfig = field(default_factory=LatentTrainConfig)
     eval: EvalConfig = resumable(factory=EvalConfig)
 
@@ -120,27 +129,21 @@ class LatentVariableTask(Task[C]):
     """A model and a guide on image data, trained by one objective of their log weights."""
 
     activation = "tanh"  # of NVIL's baseline network
-    continuous_latents = True  # HMC can move them: eval.estimator=ais applies
+    # pathwise gradients through the latents (objective.dreg applies)
+    continuous_latents = True
 
     def programs(self, data_size: int) -> tuple[nn.Module, nn.Module]:
         """The model and the guide for points of ``data_size``."""
         raise NotImplementedError
 
-    def objective(self, data_size: int, **options: Any) -> Any:
-        """The training objective that ``objective.name`` names, with the section's options
-        (and ``options``, a subclass's own)."""
+    def objective(self, data_size: int) -> Any:
+        """The training objective that ``objective`` chooses, built from its options (NVIL
+        with its baseline network C(x) of ``objective.baseline_hidden`` units)."""
         o = self.cfg.objective
         baseline = None
-        if OBJECTIVES[o.name].baseline:
+        if isinstance(o, NVILOptions):
             baseline = MLP((data_size, o.baseline_hidden, 1), self.activation)
-        return OBJECTIVES.build(
-            o.name,
-            num_particles=o.num_particles,
-            phi=o.phi,
-            temperature=o.temperature,
-            baseline=baseline,
-            **options,
-        )
+        return OBJECTIVES.create(o, ObjectiveContext(baseline=baseline))
 
     @classmethod
     def upgrade(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
@@ -158,10 +161,10 @@ class LatentVariableTask(Task[C]):
                 f"data.binarize applies to data.name={choices}; {d.name} is already binary "
                 "(set data.binarize to null)"
             )
-        if cfg.eval.estimator == "ais" and not cls.continuous_latents:
+        if getattr(cfg.objective, "dreg", False) and not cls.continuous_latents:
             raise ConfigError(
-                f"eval.estimator=ais moves the latents with HMC, and the {cls.name} task's "
-                "latents are discrete; use eval.estimator=iwae"
+                f"objective.dreg: the doubly-reparameterized gradient differentiates through "
+                f"the latents, and the {cls.name} task's are discrete; set objective.dreg=false"
             )
         points = d.train_points or DATASETS[d.name].train_size
         if cfg.train.batch_size > points:
@@ -258,7 +261,7 @@ class LatentVariableTask(Task[C]):
             "eval_seconds": round(time.perf_counter() - t0, 1),
             "eval_compiled": compiled,
         }
-        if e.estimator == "ais":
+        if isinstance(e, AISEvalConfig) and e.estimator == "ais":
             metrics.update(self.evaluate_ais(model, guide, test, ll))
         return metrics
 
@@ -268,6 +271,7 @@ class LatentVariableTask(Task[C]):
         """AIS on the first ``eval.ais_points`` test points beside the importance-sampled
         estimate there (a paired difference), and BDMC forward/reverse on simulated data."""
         e, t0 = self.cfg.eval, time.perf_counter()
+        assert isinstance(e, AISEvalConfig)
         options: dict[str, Any] = {
             "num_steps": e.ais_steps,
             "num_chains": e.ais_chains,
@@ -353,10 +357,12 @@ def _errors(cfg: LatentConfig, section: str) -> Iterator[None]:
 
 
 __all__ = [
+    "AISEvalConfig",
     "EvalConfig",
     "LatentConfig",
     "LatentTrainConfig",
     "LatentVariableTask",
-    "ObjectiveConfig",
+    "data_objectives",
     "objective_part",
+    "objective_section",
 ]

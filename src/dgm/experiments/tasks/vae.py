@@ -18,8 +18,10 @@ from ...models.priors import PRIORS
 from ...models.vae import LIKELIHOODS, VAEGuide, VAEModel
 from ...nn.mlp import ACTIVATIONS
 from ...objectives import OBJECTIVES, MCMCFromQ
-from ..config import ConfigError, at_least, choice
-from .latent import LatentConfig, LatentVariableTask, ObjectiveConfig
+from ...objectives.registry import IWAEOptions, ParticleOptions
+from ...options import Options
+from ..config import ConfigError, above, at_least, choice, resumable
+from .latent import AISEvalConfig, LatentConfig, LatentVariableTask, objective_section
 
 
 @dataclass(kw_only=True)
@@ -39,15 +41,32 @@ class VAEModelConfig:
 
 
 @dataclass(kw_only=True)
-class VAEObjectiveConfig(ObjectiveConfig):
-    """The objective, the doubly-reparameterized gradient, and HMC refinement of q's samples."""
+class MCMCFromQOptions:
+    """A bound's samples refined by HMC on p(z | x) before the decoder learns from them
+    (Hoffman 2017; ``dgm.objectives.MCMCFromQ``)."""
 
-    dreg: bool = False  # iwae: the doubly-reparameterized guide gradient
-    # elbo / iwae: refine q's samples with HMC on p(z | x); the decoder learns from them
     hmc_steps: int = at_least(0, 0)  # HMC transitions per training step (0: no refinement)
-    hmc_leapfrog: int = 5  # leapfrog steps per transition
-    hmc_step_size: float = 0.05  # initial step size (adapted toward hmc_target_accept)
-    hmc_target_accept: float = 0.8
+    hmc_leapfrog: int = at_least(1, 5)  # leapfrog steps per transition
+    hmc_step_size: float = above(0, 0.05)  # initial step size (adapted to hmc_target_accept)
+    hmc_target_accept: float = above(0, 0.8)
+
+
+@dataclass(kw_only=True)
+class ELBOWithMCMCOptions(MCMCFromQOptions, ParticleOptions):
+    """The ELBO, optionally with q's samples refined by HMC."""
+
+
+@dataclass(kw_only=True)
+class IWAEWithMCMCOptions(MCMCFromQOptions, IWAEOptions):
+    """The IWAE bound, optionally with q's samples refined by HMC."""
+
+
+# the bound (OBJECTIVES' capability) -> the options of an objective that is that bound
+BOUND_OPTIONS: dict[str, type] = {"elbo": ELBOWithMCMCOptions, "iwae": IWAEWithMCMCOptions}
+# the objectives whose samples MCMC from q refines take its settings too
+VAE_OBJECTIVES = {
+    n: BOUND_OPTIONS[OBJECTIVES[n].bound] for n in OBJECTIVES.names() if OBJECTIVES[n].bound
+}
 
 
 @dataclass(kw_only=True)
@@ -56,16 +75,14 @@ class VAEConfig(LatentConfig):
 
     task: str = "vae"
     model: VAEModelConfig = field(default_factory=VAEModelConfig)
-    objective: VAEObjectiveConfig = field(default_factory=VAEObjectiveConfig)
+    objective: Options = objective_section("iwae", VAE_OBJECTIVES)
+    eval: AISEvalConfig = resumable(factory=AISEvalConfig)
 
     def check(self) -> None:
         super().check()
         m, o = self.model, self.objective
-        entry = OBJECTIVES[o.name]
-        if o.dreg and not entry.dreg:
-            names = " or ".join(OBJECTIVES.names(dreg=True))
-            raise ConfigError(f"objective.dreg applies to objective.name={names} only")
-        if o.dreg and not POSTERIORS[m.posterior].rescorable:
+        dreg = getattr(o, "dreg", False)
+        if dreg and not POSTERIORS[m.posterior].rescorable:
             raise ConfigError(
                 f"objective.dreg re-scores the guide's samples under a detached copy of q, which "
                 f"needs q's inverse; a {m.posterior} flow has none (or a slow one): use "
@@ -89,19 +106,13 @@ class VAEConfig(LatentConfig):
                 "one): set eval.ais_start=prior (it needs more eval.ais_steps), or "
                 f"model.posterior={' or '.join(POSTERIORS.names(rescorable=True))}"
             )
-        if o.hmc_steps:
-            bounds = [n for n in OBJECTIVES if OBJECTIVES[n].bound is not None]
-            if entry.bound is None:
-                raise ConfigError(
-                    "objective.hmc_steps (MCMC from q) refines samples for objective.name="
-                    f"{' or '.join(bounds)}, not {o.name}"
-                )
+        if isinstance(o, MCMCFromQOptions) and o.hmc_steps:
             if len(m.latent_sizes) != 1:
                 raise ConfigError(
                     "objective.hmc_steps moves one latent site: use one stochastic layer "
                     "(model.latent_sizes with one entry)"
                 )
-            if o.dreg:
+            if dreg:
                 raise ConfigError("objective.hmc_steps and objective.dreg do not combine")
 
 
@@ -142,10 +153,11 @@ class VAETask(LatentVariableTask[VAEConfig]):
         model = VAEModel(data_size, m.latent_sizes, hidden, m.likelihood, m.activation, prior)
         return model, guide
 
-    def objective(self, data_size: int, **options: Any) -> Any:
+    def objective(self, data_size: int) -> Any:
         o = self.cfg.objective
-        if not o.hmc_steps:
-            return super().objective(data_size, dreg=o.dreg, **options)
+        if not (isinstance(o, MCMCFromQOptions) and o.hmc_steps):
+            return super().objective(data_size)
+        assert isinstance(o, ParticleOptions)
         kernel = HMC(
             num_leapfrog=o.hmc_leapfrog,
             step_size=o.hmc_step_size,
