@@ -195,7 +195,7 @@ def main() -> None:
         }
         if isinstance(objective, dgm.objectives.MCMCFromQ):
             stats.update(objective.diagnostics())
-        if args.ais_points and POSTERIORS[cfg.model.posterior].rescorable:
+        if args.ais_points and POSTERIORS[cfg.model.posterior.name].rescorable:
             stats["ais"], ais_ll = ais_beside(
                 model,
                 guide,

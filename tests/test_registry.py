@@ -9,6 +9,7 @@ from dgm.data import DATASETS
 from dgm.models.posteriors import POSTERIORS
 from dgm.models.priors import PRIORS
 from dgm.objectives import IWAE, OBJECTIVES, RWS, Sleep
+from dgm.objectives.registry import ObjectiveContext
 from dgm.registry import Registry, UnknownChoiceError, at_least
 
 
@@ -32,9 +33,13 @@ def test_lookup_suggests_a_close_name_and_lists_the_choices() -> None:
 
 
 def test_every_objective_builds_with_its_options() -> None:
-    needs = {"dataset_size": 100, "discriminator": torch.nn.Linear(2, 2)}  # disentangling ones
+    # what the disentangling ones need beyond their settings
+    needs = ObjectiveContext(dataset_size=100, discriminator=torch.nn.Linear(2, 2))
     for name in OBJECTIVES:
-        assert callable(OBJECTIVES.build(name, num_particles=2, **needs))
+        options = OBJECTIVES.options(name)
+        if hasattr(options, "num_particles"):
+            options.num_particles = 2
+        assert callable(OBJECTIVES.create(options, needs))
     disentangle = OBJECTIVES.names(disentangle=True)
     assert disentangle == [
         "beta-vae",
@@ -46,10 +51,12 @@ def test_every_objective_builds_with_its_options() -> None:
     ]
     assert OBJECTIVES.names(critic=True) == ["factor-vae"]
     assert OBJECTIVES.names(factorized=True) == ["beta-tcvae", "dip-vae-i", "dip-vae-ii"]
-    # a weight left None takes the method's published default; a given one is kept
-    assert OBJECTIVES.build("beta-vae", beta=None).beta == 4.0
-    assert OBJECTIVES.build("beta-tcvae", dataset_size=10, beta=None).beta == 6.0
-    assert OBJECTIVES.build("beta-tcvae", dataset_size=10, beta=2.0, gamma=0.5).gamma == 0.5
+    # each objective's options default to its method's published weights; given ones are kept
+    assert OBJECTIVES.build("beta-vae").beta == 4.0
+    tcvae = ObjectiveContext(dataset_size=10)
+    assert OBJECTIVES.build("beta-tcvae", tcvae).beta == 6.0
+    assert OBJECTIVES.build("beta-tcvae", tcvae, beta=2.0, gamma=0.5).gamma == 0.5
+    assert OBJECTIVES.build("factor-vae", needs).gamma == 35.0
     assert OBJECTIVES.names(learns_model=False) == ["sleep"]
     iwae = OBJECTIVES.build("iwae", num_particles=3, dreg=True)
     assert isinstance(iwae, IWAE) and iwae.num_particles == 3 and iwae.dreg
@@ -63,7 +70,10 @@ def test_every_objective_builds_with_its_options() -> None:
 def test_rescorable_posteriors_are_those_that_score_values_they_did_not_draw() -> None:
     h = torch.randn(5, 3)
     for name in POSTERIORS:
-        layer = POSTERIORS.build(name, 3, (8,), 2, "tanh", 2, (8,))
+        options = POSTERIORS.options(name)
+        if hasattr(options, "flow_hidden"):
+            options.flow_hidden = [8]
+        layer = POSTERIORS.create(options, 3, (8,), 2, "tanh")
         q = layer(h)
         z = q.rsample()
         assert torch.isfinite(q.log_prob(z)).all()  # its own draws: always
@@ -73,21 +83,18 @@ def test_rescorable_posteriors_are_those_that_score_values_they_did_not_draw() -
         if POSTERIORS[name].factorized:  # a product of closed-form marginals
             assert isinstance(q, torch.distributions.Independent)
     with pytest.raises(NotImplementedError):  # planar flows have no inverse
-        POSTERIORS.build("planar", 3, (8,), 2, "tanh", 2, (8,))(h).log_prob(torch.zeros(5, 2))
+        POSTERIORS.build("planar", 3, (8,), 2, "tanh")(h).log_prob(torch.zeros(5, 2))
 
 
 def test_every_prior_gives_a_distribution_over_the_latent_space() -> None:
-    encoder = POSTERIORS.build("diagonal", 6, (8,), 3, "tanh", 2, (8,))
+    encoder = POSTERIORS.build("diagonal", 6, (8,), 3, "tanh")
+    small = {"components": 4, "flow_length": 1, "flow_hidden": [4]}
     for name in PRIORS:
-        prior = PRIORS.build(
-            name,
-            3,
-            data_size=6,
-            encoder=encoder.base,
-            components=4,
-            flow_length=1,
-            flow_hidden=(4,),
-        )
+        options = PRIORS.options(name)
+        for key, value in small.items():
+            if hasattr(options, key):
+                setattr(options, key, value)
+        prior = PRIORS.create(options, 3, 6, encoder.base)
         p = prior((7,))
         assert p.batch_shape == (7,) and p.event_shape == (3,), name
         assert p.log_prob(torch.zeros(7, 3)).shape == (7,), name

@@ -101,8 +101,12 @@ def test_bad_files_and_cross_field_checks(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "overrides", "message"),
     [
-        ("vae-mnist", ["model.posterior=gaussian"], r"model.posterior: 'gaussian' is not one of"),
-        ("vae-mnist", ["model.prior=vampprior"], r"model.prior: 'vampprior' is not one of"),
+        (
+            "vae-mnist",
+            ["model.posterior=gaussian"],
+            r"model.posterior.name: 'gaussian' is not one of",
+        ),
+        ("vae-mnist", ["model.prior=vampprior"], r"model.prior.name: 'vampprior' is not one of"),
         ("vae-iaf-mnist", ["objective.name=iwae", "objective.dreg=true"], r"iaf flow has none"),
         (
             "vae-vampprior-mnist",
@@ -119,8 +123,30 @@ def test_bad_files_and_cross_field_checks(tmp_path: Path) -> None:
             ["objective.hmc_target_accept=1.5"],
             r"hmc_target_accept must be in \(0, 1\)",
         ),
-        ("vae-iaf-mnist", ["model.flow_hidden=[20]"], r"every MADE width must be >= latent"),
-        ("vae-planar-mnist", ["model.flow_length=0"], r"model.flow_length must be >= 1"),
+        (
+            "vae-iaf-mnist",
+            ["model.posterior.flow_hidden=[20]"],
+            r"every MADE width must be >= latent",
+        ),
+        (
+            "vae-planar-mnist",
+            ["model.posterior.flow_length=0"],
+            r"model.posterior.flow_length must be >= 1",
+        ),
+        # a setting of the posterior the file does not choose
+        (
+            "vae-mnist",
+            ["model.posterior.flow_length=3"],
+            r"model.posterior.flow_length: posterior 'diagonal' does not take 'flow_length'; it "
+            r"takes no options; flow_length is an option of model.posterior.name=planar or iaf",
+        ),
+        (
+            "vae-mog-mnist",
+            ["model.prior.flow_hidden=[10]"],
+            r"prior 'mog' does not take 'flow_hidden'; it takes model.prior.components",
+        ),
+        # the flat keys before issue 27, in a file: refused with the key they now have
+        ("vae-mnist", ["model.flow_length=3"], r"Did you mean 'model.posterior.flow_length'"),
         ("sbn-rws-mnist", ["model.prior=mog"], r"model.prior is a setting of task 'vae'"),
     ],
 )

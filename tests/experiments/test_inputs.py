@@ -99,5 +99,5 @@ def test_suggestions_prefer_the_same_section_then_the_same_name_elsewhere() -> N
     assert "Valid keys of train: train.steps" in msg and "model.posterior" not in msg
     with pytest.raises(ConfigError, match=r"\(did you mean 'objective.num_particles'\?\)"):
         load("vae-mnist", ["objective.num_particle=5"])
-    with pytest.raises(ConfigError, match=r"Did you mean 'model.prior'\? Valid keys: name"):
+    with pytest.raises(ConfigError, match=r"Did you mean 'model.prior.name'\? Valid keys: name"):
         load("vae-mnist", ["modle.prior=mog"])

@@ -117,12 +117,15 @@ def test_a_missing_required_key_names_the_file_the_key_and_the_choices(tmp_path:
 
 def test_constructor_rules_fail_before_training_under_their_key() -> None:
     cases = {
-        "model.flow_length must be >= 1, got 0": ["model.posterior=iaf", "model.flow_length=0"],
-        "model.prior_components must be >= 1, got 0": [
-            "model.prior=mog",
-            "model.prior_components=0",
+        "model.posterior.flow_length must be >= 1, got 0": [
+            "model.posterior=iaf",
+            "model.posterior.flow_length=0",
         ],
-        "model.prior_flow_length must be >= 1": ["model.prior=maf", "model.prior_flow_length=0"],
+        "model.prior.components must be >= 1, got 0": [
+            "model.prior=mog",
+            "model.prior.components=0",
+        ],
+        "model.prior.flow_length must be >= 1": ["model.prior=maf", "model.prior.flow_length=0"],
         "objective.num_particles must be >= 1, got 0": ["objective.num_particles=0"],
         "objective.temperature must be a finite number > 0": [
             "objective.name=concrete",
@@ -345,7 +348,8 @@ def test_valid_keys_are_per_task() -> None:
         valid_keys(task_class("vae").Config),
         valid_keys(task_class("inference-compilation").Config),
     )
-    assert "model.posterior" in vae and "model.posterior" not in ic
+    assert "model.posterior.name" in vae and "model.posterior.name" not in ic
+    assert "model.posterior.flow_length" in vae  # a setting of one of its posteriors
     assert "eval.reference_samples" in ic and "eval.reference_samples" not in vae
     assert "train.valid_particles" in vae and "train.valid_particles" not in ic
     assert parse({"task": "sbn", "data": {"name": "dsprites"}}, "x").task == "sbn"

@@ -11,6 +11,15 @@ import dgm
 from dgm.distributions import DiagonalGaussianMixture, MixtureOfGaussiansPrior, VampPrior
 from dgm.flows import AutoregressivePrior
 from dgm.models.posteriors import POSTERIORS, FullCovarianceLayer, posterior_layer
+from dgm.options import Options, option_names
+
+
+def family(kind: str, **settings: object) -> Options:
+    """The options of posterior ``kind`` with those of ``settings`` it takes."""
+    takes = option_names(POSTERIORS[kind].options)  # type: ignore[arg-type]
+    return POSTERIORS.options(kind, **{k: v for k, v in settings.items() if k in takes})
+
+
 from dgm.models.vae import VAEGuide, VAEModel
 
 GRID = torch.linspace(-7, 7, 281)
@@ -32,7 +41,9 @@ def test_every_posterior_scores_its_samples_with_a_normalized_density(kind: str)
     # or samples that do not follow log_prob all move it. g is a Gaussian fitted to the
     # samples, a little narrower than q, so that the ratio stays bounded.
     torch.manual_seed(0)
-    layer = randomized(posterior_layer(kind, 3, (8,), 2, "tanh", flow_length=3, flow_hidden=(8,)))
+    layer = randomized(
+        posterior_layer(family(kind, flow_length=3, flow_hidden=[8]), 3, (8,), 2, "tanh")
+    )
     h = torch.randn(4, 3)  # four data points: four different posteriors
     with torch.no_grad():
         q = layer(h)
@@ -50,7 +61,7 @@ def test_every_posterior_scores_its_samples_with_a_normalized_density(kind: str)
 def test_invertible_posteriors_integrate_to_one_on_a_grid(kind: str) -> None:
     torch.manual_seed(1)
     layer = randomized(
-        posterior_layer(kind, 3, (8,), 2, "tanh", flow_length=2, flow_hidden=(8,)), 0.1
+        posterior_layer(family(kind, flow_length=2, flow_hidden=[8]), 3, (8,), 2, "tanh"), 0.1
     )
     with torch.no_grad():
         q = layer(torch.randn(1, 3))
@@ -81,7 +92,7 @@ def test_guides_broadcast_over_particles_in_one_and_two_layers(kind: str) -> Non
     x = (torch.rand(5, 12) < 0.5).float()
     for latent, hidden in (((4,), ((8,),)), ((4, 3), ((8,), (6,)))):
         model = VAEModel(12, latent, hidden)
-        guide = VAEGuide(12, latent, hidden, posterior=kind, flow_length=2, flow_hidden=(8,))
+        guide = VAEGuide(12, latent, hidden, posterior=family(kind, flow_hidden=[8]))
         lw = dgm.log_weights(model, guide, x, num_particles=7)
         assert lw.log_w.shape == (7, 5) and torch.isfinite(lw.log_w).all()
         for site in lw.guide_trace.latent:
@@ -151,7 +162,7 @@ def test_flow_posteriors_report_active_units_from_sampled_means() -> None:
     flow = dgm.flows.FlowDistribution(base, dgm.flows.Permute(3))
     means = dgm.metrics.latent._mean(flow)
     torch.testing.assert_close(means, torch.tensor([[0.5, -2.0, 1.0]]), atol=0.15, rtol=0)
-    guide = VAEGuide(12, (3,), ((8,),), posterior="iaf", flow_hidden=(8,))
+    guide = VAEGuide(12, (3,), ((8,),), posterior=family("iaf", flow_hidden=[8]))
     units = dgm.metrics.active_units(guide, (torch.rand(50, 12) < 0.5).float())
     assert set(units) == {"z"} and 0 <= units["z"] <= 3
 

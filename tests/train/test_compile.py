@@ -20,6 +20,7 @@ import torch._inductor.config as inductor_config
 from torch import nn
 
 import dgm
+from dgm.models.posteriors import POSTERIORS
 from dgm.checks import validating, validation
 from dgm.compiling import compiler_problem, use_compile
 from dgm.models import AutoGuide
@@ -35,7 +36,8 @@ BINARY = (torch.rand(16, 12, generator=torch.Generator().manual_seed(0)) < 0.4).
 
 def vae(posterior: str = "diagonal") -> tuple[nn.Module, nn.Module]:
     model = dgm.models.vae.VAEModel(12, (3,), ((16,),))
-    guide = dgm.models.vae.VAEGuide(12, (3,), ((16,),), posterior=posterior, flow_hidden=(8,))
+    family = POSTERIORS.options(posterior, **({"flow_hidden": [8]} if posterior == "iaf" else {}))
+    guide = dgm.models.vae.VAEGuide(12, (3,), ((16,),), posterior=family)
     return model, guide
 
 

@@ -45,10 +45,12 @@ class UnknownKeyError(ConfigError):
     key), not every key.
     """
 
-    def __init__(self, key: str, options: list[str]) -> None:
+    def __init__(self, key: str, options: list[str], candidates: list[str] | None = None) -> None:
         self.key, self.options = key, options
         section = key.rpartition(".")[0]
-        hint = _suggestion(key, options)
+        # candidates: the keys to suggest from (those of every component, where a section
+        # chose one); options: the keys of the chosen ones, listed
+        hint = _suggestion(key, candidates or options)
         listed = [k for k in options if section and k.startswith(section + ".")]
         if listed:
             where = f"Valid keys of {section}: {', '.join(listed)}"
@@ -411,13 +413,15 @@ def apply_override(cfg: Any, assignment: str) -> None:
     key = key.strip()
     if key == "task":
         raise ConfigError("task is chosen by the experiment file (its `task:` key), not by --set")
+    if _section(cfg, key.split("."))[1] is not None:
+        key += ".name"  # model.posterior=iaf: the component, by name
     *parents, leaf = key.split(".")
     owner, spec = _section(cfg, parents)
     keys = valid_keys(cfg)
     if key not in keys:
         if spec is not None and owner is not None:
             raise ComponentKeyError(key, spec, getattr(owner, parents[-1]).name)
-        raise UnknownKeyError(key, keys)
+        raise UnknownKeyError(key, keys, valid_keys(type(cfg)))
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -450,10 +454,18 @@ def _section(cfg: Any, parents: list[str]) -> tuple[Any, Component | None]:
 
 
 def apply_overrides(cfg: Any, assignments: Sequence[str]) -> None:
-    """Apply ``key=value`` overrides in place, a component's ``name`` before its options (a
-    changed name starts that section from the new component's defaults)."""
-    names = [a for a in assignments if a.partition("=")[0].strip().endswith(".name")]
-    for assignment in [*names, *(a for a in assignments if a not in names)]:
+    """Apply ``key=value`` overrides in place, a component's name (``objective.name=rws``,
+    or ``model.prior=mog``) before any options (a changed name starts that section from the
+    new component's defaults)."""
+
+    def names(assignment: str) -> bool:
+        path = assignment.partition("=")[0].strip().split(".")
+        return _section(cfg, path)[1] is not None or (
+            _section(cfg, path[:-1])[1] is not None and path[-1] == "name"
+        )
+
+    first = [a for a in assignments if names(a)]
+    for assignment in [*first, *(a for a in assignments if a not in first)]:
         apply_override(cfg, assignment)
 
 

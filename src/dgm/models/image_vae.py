@@ -30,7 +30,7 @@ from ..checks import validating
 from ..distributions import IndependentBernoulli, StandardNormalPrior, is_binary
 from ..nn import MLP, ConvDecoder, ConvEncoder
 from ..ppl import sample
-from .posteriors import posterior_layer
+from .posteriors import Posterior, posterior_layer
 
 ARCHITECTURES = ("conv", "mlp")
 
@@ -107,8 +107,8 @@ class ImageVAEGuide(nn.Module):
     encoder. The mlp trunk is the identity and the layer the two hidden layers of 1200.
 
     Args:
-        posterior: a name in ``dgm.models.posteriors.POSTERIORS``.
-        flow_length, flow_hidden: a flow posterior's steps and MADE widths.
+        posterior: a name in ``dgm.models.posteriors.POSTERIORS`` (its defaults) or its
+            options (``POSTERIORS.options("iaf", flow_length=4)``).
     """
 
     def __init__(
@@ -116,9 +116,7 @@ class ImageVAEGuide(nn.Module):
         image_shape: Sequence[int],
         latent_size: int = 10,
         architecture: str = "conv",
-        posterior: str = "diagonal",
-        flow_length: int = 2,
-        flow_hidden: Sequence[int] = (100, 100),
+        posterior: Posterior = "diagonal",
     ) -> None:
         super().__init__()
         _check_architecture(architecture)
@@ -131,9 +129,7 @@ class ImageVAEGuide(nn.Module):
             self.trunk, features, hidden = conv, conv.out_features, (256,)
         else:
             self.trunk, features, hidden = nn.Identity(), self.data_size, (1200, 1200)
-        self.posterior = posterior_layer(
-            posterior, features, hidden, latent_size, "relu", flow_length, flow_hidden
-        )
+        self.posterior = posterior_layer(posterior, features, hidden, latent_size, "relu")
 
     def forward(self, x: Tensor | None = None, num_samples: int = 1) -> None:
         if x is None:

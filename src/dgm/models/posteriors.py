@@ -17,6 +17,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +26,8 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, N
 from ..flows import IAF, Bijection, Compose, FlowDistribution, Permute, Planar
 from ..nn import MLP
 from ..nn.mlp import activation as make_activation
+from ..options import Options
+from ..options import at_least as at_least_field
 from ..registry import Registry, at_least
 
 
@@ -151,51 +154,105 @@ class FlowLayer(nn.Module):
         return self._base(self.trunk(h))
 
 
+@dataclass(kw_only=True)
+class PlanarOptions(Options):
+    """Planar flow steps with parameters from the encoder."""
+
+    flow_length: int = at_least_field(1, 2)
+
+
+@dataclass(kw_only=True)
+class IAFOptions(Options):
+    """IAF steps and the widths of each step's MADE (each >= D - 1)."""
+
+    flow_length: int = at_least_field(1, 2)
+    flow_hidden: list[int] = at_least_field(1, factory=lambda: [100, 100])
+
+
+def _diagonal(o: Options, i: int, h: Sequence[int], out: int, a: str) -> nn.Module:
+    return GaussianLayer(i, h, out, a)
+
+
+def _full(o: Options, i: int, h: Sequence[int], out: int, a: str) -> nn.Module:
+    return FullCovarianceLayer(i, h, out, a)
+
+
+def _planar(o: PlanarOptions, i: int, h: Sequence[int], out: int, a: str) -> nn.Module:
+    return FlowLayer(i, h, out, a, "planar", o.flow_length)
+
+
+def _iaf(o: IAFOptions, i: int, h: Sequence[int], out: int, a: str) -> nn.Module:
+    return FlowLayer(i, h, out, a, "iaf", o.flow_length, tuple(o.flow_hidden))
+
+
 POSTERIORS: Registry[nn.Module] = Registry("posterior")
-"""The amortized families by name. Every entry is built as
-``build(in_size, hidden, out_size, activation, flow_length, flow_hidden)``. Capabilities:
+"""The amortized families by name, each with its options. Every entry is built as
+``POSTERIORS.create(options, in_size, hidden, out_size, activation)``. Capabilities:
 ``rescorable``, whether q can score values it did not draw itself at the cost of a forward
 pass (the doubly-reparameterized gradient re-scores aliases of its draws); ``factorized``,
 whether q(z | x) is a product over the coordinates of z with closed-form marginals (what
 total-correlation estimators of disentanglement objectives need)."""
 POSTERIORS.add(
     "diagonal",
-    lambda i, h, o, a, *_: GaussianLayer(i, h, o, a),
+    _diagonal,
     "diagonal Gaussian",
+    options=Options,
     rescorable=True,
     factorized=True,
 )
 POSTERIORS.add(
     "full",
-    lambda i, h, o, a, *_: FullCovarianceLayer(i, h, o, a),
+    _full,
     "full-covariance Gaussian (Cholesky factor from the encoder)",
+    options=Options,
     rescorable=True,
     factorized=False,
 )
 POSTERIORS.add(
     "planar",
-    lambda i, h, o, a, n, w: FlowLayer(i, h, o, a, "planar", n, w),
+    _planar,
     "planar flow with parameters from the encoder (no inverse)",
+    options=PlanarOptions,
     rescorable=False,
     factorized=False,
 )
 POSTERIORS.add(
     "iaf",
-    lambda i, h, o, a, n, w: FlowLayer(i, h, o, a, "iaf", n, w),
+    _iaf,
     "inverse autoregressive flow conditioned on the encoder (inverse costs D passes)",
+    options=IAFOptions,
     rescorable=False,
     factorized=False,
 )
 
+Posterior = str | Options
+
+
+def posterior_options(posterior: Posterior) -> Options:
+    """The options of a posterior given by name (its defaults) or by options."""
+    return POSTERIORS.options(posterior) if isinstance(posterior, str) else posterior
+
 
 def posterior_layer(
-    kind: str,
+    posterior: Posterior,
     in_size: int,
     hidden: Sequence[int],
     out_size: int,
     activation: str = "tanh",
-    flow_length: int = 2,
-    flow_hidden: Sequence[int] = (100, 100),
 ) -> nn.Module:
-    """The amortized family ``kind`` (a name in ``POSTERIORS``) for one stochastic layer."""
-    return POSTERIORS.build(kind, in_size, hidden, out_size, activation, flow_length, flow_hidden)
+    """The amortized family ``posterior`` (a name in ``POSTERIORS`` for its defaults, or its
+    options, e.g. ``POSTERIORS.options("iaf", flow_length=4)``) for one stochastic layer."""
+    return POSTERIORS.create(posterior_options(posterior), in_size, hidden, out_size, activation)
+
+
+__all__ = [
+    "POSTERIORS",
+    "FlowLayer",
+    "FullCovarianceLayer",
+    "GaussianLayer",
+    "IAFOptions",
+    "PlanarOptions",
+    "Posterior",
+    "posterior_layer",
+    "posterior_options",
+]

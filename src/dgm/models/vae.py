@@ -22,7 +22,7 @@ from ..checks import validating
 from ..distributions import IndependentBernoulli, StandardNormalPrior, is_binary
 from ..nn import MLP
 from ..ppl import sample
-from .posteriors import GaussianLayer, posterior_layer
+from .posteriors import GaussianLayer, Posterior, posterior_layer
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -152,9 +152,9 @@ class VAEGuide(nn.Module):
 
     Args:
         posterior: the family of every stochastic layer (``dgm.models.posteriors``):
-            ``"diagonal"`` Gaussian, ``"full"`` covariance, ``"planar"`` or ``"iaf"`` flow.
-        flow_length: flow steps per layer (planar, iaf).
-        flow_hidden: widths of each IAF step's MADE.
+            ``"diagonal"`` Gaussian, ``"full"`` covariance, ``"planar"`` or ``"iaf"`` flow,
+            by name (its defaults) or with its options
+            (``POSTERIORS.options("iaf", flow_length=4, flow_hidden=[100, 100])``).
     """
 
     def __init__(
@@ -163,9 +163,7 @@ class VAEGuide(nn.Module):
         latent_sizes: Sequence[int] = (50,),
         hidden_sizes: Sequence[Sequence[int]] = ((200, 200),),
         activation: str = "tanh",
-        posterior: str = "diagonal",
-        flow_length: int = 2,
-        flow_hidden: Sequence[int] = (100, 100),
+        posterior: Posterior = "diagonal",
     ) -> None:
         super().__init__()
         check_sizes(latent_sizes, hidden_sizes)
@@ -173,15 +171,7 @@ class VAEGuide(nn.Module):
         self.data_size = data_size
         self.names = latent_names(len(latent_sizes))
         self.layers = nn.ModuleList(
-            posterior_layer(
-                posterior,
-                sizes[i],
-                hidden_sizes[i],
-                sizes[i + 1],
-                activation,
-                flow_length,
-                flow_hidden,
-            )
+            posterior_layer(posterior, sizes[i], hidden_sizes[i], sizes[i + 1], activation)
             for i in range(len(latent_sizes))
         )
 

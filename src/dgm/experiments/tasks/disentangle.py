@@ -49,12 +49,13 @@ from ...train import AlternatingStep, Step, Update
 from ...train.optim import adam
 from ...train.state import callable_of
 from ...train.step import Data
-from ..config import ConfigError, at_least, choice, resumable
+from ..config import ConfigError, at_least, choice, component, resumable
 from ..task import Parts, Picture, Wrap
 from .latent import (
     AISEvalConfig,
     LatentConfig,
     LatentVariableTask,
+    nest_posterior_and_prior,
     objective_part,
     objective_section,
 )
@@ -68,9 +69,7 @@ class DisentangleModelConfig:
 
     latent_size: int = at_least(1, 10)
     architecture: str = choice(ARCHITECTURES, "conv")
-    posterior: str = choice(POSTERIORS, "diagonal")
-    flow_length: int = 2  # planar / iaf steps
-    flow_hidden: list[int] = at_least(1, factory=lambda: [100, 100])
+    posterior: Options = component(POSTERIORS, "diagonal")  # and its options
 
 
 def disentangling() -> list[str]:
@@ -108,11 +107,11 @@ class DisentangleConfig(LatentConfig):
         super().check()
         m, o, e = self.model, self.objective, self.eval
         entry = OBJECTIVES[o.name]
-        if entry.factorized and not POSTERIORS[m.posterior].factorized:
+        if entry.factorized and not POSTERIORS[m.posterior.name].factorized:
             raise ConfigError(
                 f"objective.name={o.name} needs q(z | x) to factorize over the coordinates of "
                 f"z with closed-form marginals (its estimates use q(z_d | x) per dimension); "
-                f"model.posterior={m.posterior} does not: use model.posterior="
+                f"model.posterior={m.posterior.name} does not: use model.posterior="
                 f"{' or '.join(POSTERIORS.names(factorized=True))}"
             )
         if e.metrics and not DATASETS[self.data.name].factors:
@@ -126,10 +125,10 @@ class DisentangleConfig(LatentConfig):
                 f"train.guide_lr: objective.name={o.name} trains the VAE with one Adam (and its "
                 "discriminator with objective.critic_lr); set train.guide_lr to null"
             )
-        if "mig_chen" in e.metrics and not POSTERIORS[m.posterior].factorized:
+        if "mig_chen" in e.metrics and not POSTERIORS[m.posterior.name].factorized:
             raise ConfigError(
                 "eval.metrics: mig_chen estimates entropies from q(z_d | x) per dimension; "
-                f"model.posterior={m.posterior} has no closed-form marginals"
+                f"model.posterior={m.posterior.name} has no closed-form marginals"
             )
 
 
@@ -143,9 +142,7 @@ class DisentangleTask(LatentVariableTask[DisentangleConfig]):
         m = self.cfg.model
         shape = DATASETS[self.cfg.data.name].shape
         model = ImageVAEModel(shape, m.latent_size, m.architecture)
-        guide = ImageVAEGuide(
-            shape, m.latent_size, m.architecture, m.posterior, m.flow_length, tuple(m.flow_hidden)
-        )
+        guide = ImageVAEGuide(shape, m.latent_size, m.architecture, m.posterior)
         return model, guide
 
     @property
@@ -159,6 +156,7 @@ class DisentangleTask(LatentVariableTask[DisentangleConfig]):
         ``model.discriminator_layers`` and ``train.critic_lr``: they move to ``objective``
         (for other objectives they were never read: a run directory's are dropped, a file's
         refused), and a weight ``null`` (the published default) is the objective's default."""
+        nest_posterior_and_prior(raw, resolved, prior=False)
         objective = raw.get("objective")
         if isinstance(objective, dict):
             for key in ("beta", "gamma"):
@@ -243,7 +241,7 @@ class DisentangleTask(LatentVariableTask[DisentangleConfig]):
         bound = super().validate(parts, data)
         model, guide = parts["model"], parts["guide"]
         factors = data.side.get("factor_indices", {}).get("valid")
-        factorized = POSTERIORS[self.cfg.model.posterior].factorized
+        factorized = POSTERIORS[self.cfg.model.posterior.name].factorized
         valid = data.valid
 
         def validate() -> dict[str, float]:

@@ -29,10 +29,12 @@ from ...metrics import (
     log_likelihood,
 )
 from ...metrics.diagnostics import MIN_GRADIENT_DRAWS
+from ...models.posteriors import POSTERIORS
+from ...models.priors import PRIORS
 from ...nn import MLP
 from ...objectives import OBJECTIVES, MCMCFromQ, iwae, log_weights
 from ...objectives.registry import NVILOptions, ObjectiveContext
-from ...options import Options
+from ...options import Options, option_names
 from ...ppl import replay, trace
 from ...report import image_grid
 from ...train import Step, SurrogateStep
@@ -115,9 +117,6 @@ class LatentConfig(RunConfig):
 C = TypeVar("C", bound=LatentConfig)
 # constructor arguments that the configuration names differently
 RENAMES = {
-    "components": "prior_components",
-    "num_pseudo": "prior_components",
-    "length": "prior_flow_length",
     "num_steps": "hmc_steps",
     "num_leapfrog": "hmc_leapfrog",
     "step_size": "hmc_step_size",
@@ -334,6 +333,46 @@ class LatentVariableTask(Task[C]):
         with trace() as tr:
             parts["model"](num_samples=n)
         return image_grid(tr["x"].fn.mean, data.image_shape, path, f"{n} samples (pixel means)")
+
+
+# settings of a model section before issue 27, and the component (and option) each set
+FLAT_SETTINGS = {
+    "flow_length": [("posterior", "flow_length")],
+    # the MADE widths served an IAF posterior and a MAF prior alike
+    "flow_hidden": [("posterior", "flow_hidden"), ("prior", "flow_hidden")],
+    "prior_components": [("prior", "components")],
+    "prior_flow_length": [("prior", "flow_length")],
+}
+TABLES = {"posterior": POSTERIORS, "prior": PRIORS}
+
+
+def nest_posterior_and_prior(raw: dict[str, Any], resolved: bool, prior: bool) -> None:
+    """Before issue 27 ``model.posterior`` and ``model.prior`` were names and their settings
+    flat keys of ``model`` (``flow_length``, ``flow_hidden``, ``prior_components``,
+    ``prior_flow_length``). Each moves into the component that reads it; one that no chosen
+    component reads is dropped from a run directory's configuration and left for a file's
+    to be refused (with the key it now has)."""
+    model = raw.get("model")
+    if not isinstance(model, dict) or not any(k in model for k in FLAT_SETTINGS):
+        return
+    sections = {"posterior": model.get("posterior", "diagonal")}
+    if prior:
+        sections["prior"] = model.get("prior", "normal")
+    sections = {k: {"name": v} if isinstance(v, str) else v for k, v in sections.items()}
+    for key in [k for k in FLAT_SETTINGS if k in model]:
+        read = False
+        for section, option in FLAT_SETTINGS[key]:
+            target = sections.get(section)
+            if not isinstance(target, dict) or target.get("name") not in TABLES[section]:
+                continue
+            options = TABLES[section][target["name"]].options
+            if options is not None and option in option_names(options):
+                read = True
+                if model[key] is not None:  # null: the component's default
+                    target.setdefault(option, model[key])
+        if read or resolved:
+            del model[key]
+    model.update(sections)
 
 
 def _stderr(values: torch.Tensor) -> float:

@@ -20,8 +20,14 @@ from ...nn.mlp import ACTIVATIONS
 from ...objectives import OBJECTIVES, MCMCFromQ
 from ...objectives.registry import IWAEOptions, ParticleOptions
 from ...options import Options
-from ..config import ConfigError, above, at_least, choice, resumable
-from .latent import AISEvalConfig, LatentConfig, LatentVariableTask, objective_section
+from ..config import ConfigError, above, at_least, choice, component, resumable
+from .latent import (
+    AISEvalConfig,
+    LatentConfig,
+    LatentVariableTask,
+    nest_posterior_and_prior,
+    objective_section,
+)
 
 
 @dataclass(kw_only=True)
@@ -32,12 +38,10 @@ class VAEModelConfig:
     hidden_sizes: list[list[int]] = at_least(1, factory=lambda: [[200, 200]])
     likelihood: str = choice(LIKELIHOODS, "bernoulli")
     activation: str = choice(ACTIVATIONS, "tanh")
-    posterior: str = choice(POSTERIORS, "diagonal")
-    flow_length: int = 2  # planar / iaf steps per layer
-    flow_hidden: list[int] = at_least(1, factory=lambda: [100, 100])  # MADE widths
-    prior: str = choice(PRIORS, "normal")
-    prior_components: int | None = None  # mog components (10) / vamp pseudo-inputs (500)
-    prior_flow_length: int = 2  # maf steps of the autoregressive prior
+    # every layer's family and its options (e.g. {name: iaf, flow_length: 2})
+    posterior: Options = component(POSTERIORS, "diagonal")
+    # the prior on the top layer and its options (e.g. {name: vamp, components: 500})
+    prior: Options = component(PRIORS, "normal")
 
 
 @dataclass(kw_only=True)
@@ -82,27 +86,27 @@ class VAEConfig(LatentConfig):
         super().check()
         m, o = self.model, self.objective
         dreg = getattr(o, "dreg", False)
-        if dreg and not POSTERIORS[m.posterior].rescorable:
+        if dreg and not POSTERIORS[m.posterior.name].rescorable:
             raise ConfigError(
                 f"objective.dreg re-scores the guide's samples under a detached copy of q, which "
-                f"needs q's inverse; a {m.posterior} flow has none (or a slow one): use "
+                f"needs q's inverse; a {m.posterior.name} flow has none (or a slow one): use "
                 f"model.posterior={' or '.join(POSTERIORS.names(rescorable=True))}, or "
                 "objective.dreg=false"
             )
-        if PRIORS[m.prior].single_layer and len(m.latent_sizes) != 1:
+        if PRIORS[m.prior.name].single_layer and len(m.latent_sizes) != 1:
             raise ConfigError(
-                f"model.prior={m.prior} mixes the encoder's posteriors at pseudo-inputs: it needs "
+                f"model.prior={m.prior.name} mixes the encoder's posteriors at pseudo-inputs: it needs "
                 "one stochastic layer (model.latent_sizes with one entry)"
             )
         e = self.eval
         if (
             e.estimator == "ais"
             and e.ais_start == "guide"
-            and not POSTERIORS[m.posterior].rescorable
+            and not POSTERIORS[m.posterior.name].rescorable
         ):
             raise ConfigError(
                 f"eval.estimator=ais from the guide scores q(z | x) at every HMC state, and a "
-                f"{m.posterior} flow cannot score values it did not draw (no inverse, or a slow "
+                f"{m.posterior.name} flow cannot score values it did not draw (no inverse, or a slow "
                 "one): set eval.ais_start=prior (it needs more eval.ais_steps), or "
                 f"model.posterior={' or '.join(POSTERIORS.names(rescorable=True))}"
             )
@@ -128,28 +132,19 @@ class VAETask(LatentVariableTask[VAEConfig]):
     def activation(self) -> str:  # type: ignore[override]
         return self.cfg.model.activation
 
+    @classmethod
+    def migrate(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
+        nest_posterior_and_prior(raw, resolved, prior=True)
+        return super().migrate(raw, resolved)
+
     def programs(self, data_size: int) -> tuple[nn.Module, nn.Module]:
         m = self.cfg.model
         hidden = [tuple(h) for h in m.hidden_sizes]
-        guide = VAEGuide(
-            data_size,
-            m.latent_sizes,
-            hidden,
-            m.activation,
-            m.posterior,
-            m.flow_length,
-            tuple(m.flow_hidden),
-        )
-        prior = PRIORS.build(
-            m.prior,
-            m.latent_sizes[-1],
-            data_size=data_size,
-            # the Gaussian part of q: a flow posterior's base (a mixture needs closed-form parts)
-            encoder=guide.layers[0].base,
-            components=m.prior_components,
-            flow_length=m.prior_flow_length,
-            flow_hidden=m.flow_hidden,
-        )
+        guide = VAEGuide(data_size, m.latent_sizes, hidden, m.activation, m.posterior)
+        # the VampPrior mixes the Gaussian part of q: a flow posterior's base (a mixture needs
+        # closed-form parts)
+        encoder = guide.layers[0].base
+        prior = PRIORS.create(m.prior, m.latent_sizes[-1], data_size, encoder)
         model = VAEModel(data_size, m.latent_sizes, hidden, m.likelihood, m.activation, prior)
         return model, guide
 
