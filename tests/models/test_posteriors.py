@@ -11,6 +11,7 @@ import dgm
 from dgm.distributions import DiagonalGaussianMixture, MixtureOfGaussiansPrior, VampPrior
 from dgm.flows import AutoregressivePrior
 from dgm.models.posteriors import POSTERIORS, FullCovarianceLayer, posterior_layer
+from dgm.models.vae import VAEGuide, VAEModel
 from dgm.options import Options, option_names
 
 
@@ -19,8 +20,6 @@ def family(kind: str, **settings: object) -> Options:
     takes = option_names(POSTERIORS[kind].options)  # type: ignore[arg-type]
     return POSTERIORS.options(kind, **{k: v for k, v in settings.items() if k in takes})
 
-
-from dgm.models.vae import VAEGuide, VAEModel
 
 GRID = torch.linspace(-7, 7, 281)
 CELL = (GRID[1] - GRID[0]) ** 2

@@ -20,10 +20,10 @@ import torch._inductor.config as inductor_config
 from torch import nn
 
 import dgm
-from dgm.models.posteriors import POSTERIORS
 from dgm.checks import validating, validation
 from dgm.compiling import compiler_problem, use_compile
 from dgm.models import AutoGuide
+from dgm.models.posteriors import POSTERIORS
 from dgm.models.regression import PolynomialRegression, simulate
 from dgm.train import Compiled, CompileError, SurrogateStep, checkpoint
 
