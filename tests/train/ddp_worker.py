@@ -52,7 +52,10 @@ def alternating(out: Path) -> None:
     )
     state = dgm.train.TrainState({"generator": generator, "critic": critic}, opts)
     schedule = dgm.train.Schedule(steps=9, batch_size=16, seed=3, checkpoint_every=3)
-    dgm.train.run(state, step, data, schedule, world=world, checkpoint_dir=out / "ck")
+    execution = dgm.train.Execution(world=world)
+    dgm.train.run(
+        state, step, data, schedule, output=dgm.train.Output(out / "ck"), execution=execution
+    )
     params = torch.cat([p.detach().flatten() for p in state.params()])
     torch.save(params, out / f"params_rank{world.rank}_of{world.size}.pt")
     distributed.shutdown()

@@ -7,7 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgm.train import AlternatingStep, NonFiniteLossError, Schedule, TrainState, Update, run
+from dgm.train import (
+    AlternatingStep,
+    NonFiniteLossError,
+    Output,
+    Schedule,
+    TrainState,
+    Update,
+    run,
+)
+from dgm.train import resume as dgm_resume
 from dgm.train.batches import Batches
 
 DATA = 2.0 + 0.5 * torch.randn(96, 1, generator=torch.Generator().manual_seed(0))
@@ -58,14 +67,15 @@ def toy_run(
         with torch.no_grad():  # draws random numbers, as real validations do
             return {"score": -generator(torch.randn(64, 1)).mean().sub(2).abs().item()}
 
+    if resume:  # the state restored before the loop, from one reading of the checkpoint
+        dgm_resume(state, ckpt)
     run(
         state,
         step,
         DATA,
         Schedule(steps=steps, batch_size=16, seed=1, validate_every=3, checkpoint_every=4),
         validate=validate,
-        checkpoint_dir=ckpt,
-        resume=resume,
+        output=Output(checkpoint_dir=ckpt),
     )
     return state
 
@@ -122,7 +132,7 @@ def test_a_nan_after_the_critic_updates_says_they_were_applied(tmp_path: Path) -
     )
     state = TrainState({"generator": generator, "critic": critic}, opts)
     with pytest.raises(NonFiniteLossError) as info:
-        run(state, step, DATA, Schedule(steps=3, batch_size=16), checkpoint_dir=tmp_path)
+        run(state, step, DATA, Schedule(steps=3, batch_size=16), output=Output(tmp_path))
     msg = str(info.value)
     assert msg.startswith("the generator loss is nan at step 1 (epoch 0.33); all 2 critic updates")
     assert "No checkpoint was written before it" in msg

@@ -235,20 +235,8 @@ class TrainConfig:
     compile_mode: str = choice(TORCH_COMPILE_MODES, "default", resumable=True)
 
     def schedule(self) -> Schedule:
-        """The loop's schedule."""
-        return Schedule(
-            steps=self.steps,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            log_every=self.log_every,
-            validate_every=self.validate_every,
-            checkpoint_every=self.checkpoint_every,
-            patience=self.patience,
-            time_limit=self.time_limit,
-            lr_schedule=self.lr_schedule,
-            lr_final=self.lr_final,
-        )
+        """The loop's schedule: the fields this section shares with ``Schedule``."""
+        return Schedule(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Schedule)})
 
 
 @dataclass(kw_only=True)

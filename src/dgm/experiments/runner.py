@@ -20,7 +20,17 @@ import torch
 import yaml
 
 from ..report import write_report
-from ..train import FitResult, TrainState, checkpoint, distributed, run
+from ..train import (
+    Execution,
+    FitResult,
+    Output,
+    TrainState,
+    checkpoint,
+    distributed,
+    note_resume,
+    run,
+)
+from ..train import resume as resume_state
 from ..train.metrics_log import MetricsLog
 from . import rundir
 from .config import ConfigError, RunConfig, UnknownKeyError, apply_overrides, to_dict
@@ -105,30 +115,30 @@ def _fit(
     optimizers = task.optimizers(parts)
     state = TrainState(parts, optimizers)
     step = task.step(parts, optimizers, lambda m: distributed.wrap(m, world, device))
+    validate = task.validate(parts, data)
+    ckpt = out / "checkpoints"
+    # the checkpoint is read once, into these parts, before anything is written
+    used = resume_state(state, ckpt, world) if resume else None
     if world.is_main:
-        if resume:  # the checkpoint must load into these parts before anything is written
-            state.load_state_dict(checkpoint.load_latest(out / "checkpoints" / "last.pt")[0])
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log = MetricsLog(out) if world.is_main else None
+    if used is not None:
+        note_resume(log, state.step, used, {"config_change": changes} if changes else None)
     task.run_dir = out if world.is_main else None
     try:
-        return run(
+        result = run(
             state,
             step,
             data.train,
             cfg.train.schedule(),
             transform=data.transform,
-            validate=task.validate(parts, data),
-            checkpoint_dir=out / "checkpoints",
-            resume=resume,
-            log=log,
-            progress=progress,
-            world=world,
-            resume_note={"config_change": changes} if changes else None,
-            compile=cfg.train.compile,
-            compile_mode=cfg.train.compile_mode,
+            validate=validate,
+            output=Output(ckpt, log, progress),
+            execution=Execution(cfg.train.compile, cfg.train.compile_mode, world),
         )
+        result.resumed_from = used.name if used is not None else None
+        return result
     finally:
         if log is not None:
             log.close()

@@ -4,7 +4,7 @@ from ..compiling import COMPILE_MODES, Compiled, CompileError, compiler_problem
 from . import checkpoint, distributed, optim
 from .batches import Batches
 from .fit import fit
-from .loop import FitResult, Schedule, run
+from .loop import Execution, FitResult, Output, Schedule, note_resume, resume, run
 from .state import TrainState
 from .step import (
     AlternatingStep,
@@ -21,8 +21,10 @@ __all__ = [
     "Batches",
     "CompileError",
     "Compiled",
+    "Execution",
     "FitResult",
     "NonFiniteLossError",
+    "Output",
     "Schedule",
     "Step",
     "SurrogateStep",
@@ -33,6 +35,8 @@ __all__ = [
     "compiler_problem",
     "distributed",
     "fit",
+    "note_resume",
     "optim",
+    "resume",
     "run",
 ]

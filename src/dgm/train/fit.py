@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from ..inputs import Inputs, as_data, float_dtype
 from .distributed import SINGLE, World, wrap
-from .loop import FitResult, Schedule, run
+from .loop import Execution, FitResult, Output, Schedule, note_resume, run
+from .loop import resume as restore
 from .metrics_log import MetricsLog
 from .optim import adam
 from .state import Stateless, TrainState
@@ -139,18 +140,22 @@ def fit(
         lr_schedule=lr_schedule,
         lr_final=lr_final,
     )
-    return run(
+    output = Output(checkpoint_dir, log, progress)
+    used = None
+    if resume:
+        if checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        used = restore(state, checkpoint_dir, world)
+        note_resume(log if world.is_main else None, state.step, used)
+    result = run(
         state,
         step,
         tensors,
         schedule,
         transform=transform,
         validate=validate,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        log=log,
-        progress=progress,
-        world=world,
-        compile=compile,
-        compile_mode=compile_mode,
+        output=output,
+        execution=Execution(compile, compile_mode, world),
     )
+    result.resumed_from = used.name if used is not None else None
+    return result

@@ -72,6 +72,54 @@ class FitResult:
     compile_seconds: float | None = None  # wall time of the first compiled step (see run)
 
 
+@dataclass
+class Output:
+    """Where a run leaves its record: checkpoints (``last.pt`` and ``best.pt`` in
+    ``checkpoint_dir``), the metrics log, and a progress bar."""
+
+    checkpoint_dir: str | Path | None = None
+    log: MetricsLog | None = None
+    progress: bool = False
+
+
+@dataclass
+class Execution:
+    """How the steps run: compiled or not (``dgm.compiling``: ``"auto"``, ``"off"``, ``"on"``,
+    and torch.compile's mode), and this process among several (``world``)."""
+
+    compile: str = "off"
+    compile_mode: str | None = None
+    world: World = SINGLE
+
+
+def resume(state: TrainState, checkpoint_dir: str | Path, world: World = SINGLE) -> Path:
+    """Restore ``state`` from ``checkpoint_dir/last.pt`` (or, if that cannot be read, from
+    ``last.prev.pt``, saying so), reading it once, before ``run`` continues from its step.
+    Returns the file restored from (for ``note_resume``)."""
+    last = Path(checkpoint_dir) / "last.pt"
+    params = state.params()
+    device = params[0].device if params else torch.device("cpu")
+    used = state.load(last, device, rank=world.rank, world_size=world.size)
+    if used.name != "last.pt" and world.is_main:
+        print(f"dgm: {last} cannot be read; resuming from {used}", file=sys.stderr)
+    return used
+
+
+def note_resume(
+    log: MetricsLog | None, step: int, used: Path, note: dict[str, object] | None = None
+) -> None:
+    """Truncate the log after the restored ``step`` and record there what the resume
+    changed (``note``, e.g. settings) and, if not ``last.pt``, which file it read."""
+    if log is None:
+        return
+    log.truncate_after(step)
+    notes = dict(note or {})
+    if used.name != "last.pt":
+        notes["resumed_from"] = used.name
+    if notes:
+        log.event(step, **notes)
+
+
 def run(
     state: TrainState,
     step: Step,
@@ -80,147 +128,179 @@ def run(
     *,
     transform: Callable[[Tensor], Tensor] | None = None,
     validate: Callable[[], dict[str, float]] | None = None,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    log: MetricsLog | None = None,
-    progress: bool = False,
-    world: World = SINGLE,
-    resume_note: dict[str, object] | None = None,
-    compile: str = "off",
-    compile_mode: str | None = None,
+    output: Output | None = None,
+    execution: Execution | None = None,
 ) -> FitResult:
-    """Repeat ``step`` on batches of ``data`` until the schedule's budget is spent.
+    """Repeat ``step`` on batches of ``data`` from ``state.step`` on until the schedule's
+    budget is spent (a resumed run: ``resume`` first).
 
     ``validate()`` returns metrics whose first value is the score (higher is better) that
     picks ``best.pt`` and drives early stopping; ``last.pt`` is written every
     ``checkpoint_every`` steps, at the end and when stopping early (the file it replaces is
-    kept as ``last.prev.pt``, and every process's RNG states go into it). ``resume=True``
-    restores the state from ``checkpoint_dir/last.pt`` (or, if that cannot be read, from
-    ``last.prev.pt``, saying so), truncates the log after it and records ``resume_note``
-    (e.g. the settings changed on resume) there.
+    kept as ``last.prev.pt``, and every process's RNG states go into it).
 
-    ``compile`` (``"auto"``, ``"off"``, ``"on"``; ``dgm.compiling``) compiles the step's
-    losses with ``torch.compile`` (``compile_mode``: its mode). The wall time of the first
-    compiled step (the second of a fresh run, the first of a resumed one: tracing, compiling
-    forward and backward, one update) is ``FitResult.compile_seconds`` and a
-    ``compile_seconds`` event in the log.
+    A compiled run (``execution.compile``) compiles the step's losses with ``torch.compile``;
+    the wall time of its first compiled step (the second of a fresh run, the first of a
+    resumed one: tracing, compiling forward and backward, one update) is
+    ``FitResult.compile_seconds`` and a ``compile_seconds`` event in the log.
     """
-    s, n, k = schedule, leading(data), step.num_batches
-    if transform is not None and not isinstance(data, Tensor):
-        raise ValueError("fit: transform= applies to tensor data, not to a tuple or dict")
-    if (s.steps is None) == (s.epochs is None):
-        raise ValueError("give exactly one of steps= or epochs=")
-    batches = Batches(data, s.batch_size, s.seed, world)
-    total = s.steps if s.steps is not None else math.ceil(float(s.epochs) * batches.per_epoch / k)  # type: ignore[arg-type]
-    params = state.params()
-    device = params[0].device if params else torch.device("cpu")
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    result, logged = FitResult(planned_steps=total), _Window(s.batch_size * k)
-    if ckpt is not None and world.is_main:
-        for stale in checkpoint.remove_temporaries(ckpt):
-            print(f"dgm: removed {stale}, left by an interrupted checkpoint write", file=sys.stderr)
-    if resume:
-        if ckpt is None:
-            raise ValueError("resume=True needs checkpoint_dir")
-        saved, used = checkpoint.load_latest(ckpt / "last.pt", map_location=device)
-        state.load_state_dict(saved, rank=world.rank, world_size=world.size)
-        notes = dict(resume_note or {})
-        result.resumed_from = used.name
-        if used.name != "last.pt":
-            notes["resumed_from"] = used.name
-            if world.is_main:
-                print(
-                    f"dgm: {ckpt / 'last.pt'} cannot be read; resuming from {used}", file=sys.stderr
-                )
-        if log is not None:
-            log.truncate_after(state.step)
-            if notes:
-                log.event(state.step, **notes)
-    result.steps, result.best = state.step, state.best
-    compiled = (
-        compile_step(step, compile == "on", compile_mode) if use_compile(compile, device) else []
+    loop = _Loop(
+        state,
+        step,
+        data,
+        schedule,
+        transform,
+        validate,
+        output or Output(),
+        execution or Execution(),
     )
-    result.compiled = bool(compiled)
-    # a fresh run's first step runs with value checks (eagerly, also when compiling)
-    checked_step = 1 if state.step == 0 else 0
-    first_compiled = state.step + 1 + (checked_step == state.step + 1)
+    return loop.run()
 
-    def save(name: str) -> None:
-        if ckpt is None:
-            return
-        ranks = _rng_of_every_rank(world) if name == "last.pt" and world.size > 1 else None
-        if world.is_main:
-            state.save(ckpt / name, ranks, keep_previous=name == "last.pt")
 
-    bar = _progress_bar(total, state.step) if progress and world.is_main else None
-    set_lr = _lr_setter(state.optimizers, s, total)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    state.train()
-    for i in range(state.step + 1, total + 1):
-        factor = set_lr(i)
-        xs = [to(batches((i - 1) * k + j), device) for j in range(k)]
-        checks = contextlib.nullcontext() if i == checked_step else validation(False)
+class _Loop:
+    """One run of the loop: what it reads, what it counts, and one method per concern."""
+
+    def __init__(
+        self,
+        state: TrainState,
+        step: Step,
+        data: Data,
+        schedule: Schedule,
+        transform: Callable[[Tensor], Tensor] | None,
+        validate: Callable[[], dict[str, float]] | None,
+        output: Output,
+        execution: Execution,
+    ) -> None:
+        s, k = schedule, step.num_batches
+        if transform is not None and not isinstance(data, Tensor):
+            raise ValueError("fit: transform= applies to tensor data, not to a tuple or dict")
+        if (s.steps is None) == (s.epochs is None):
+            raise ValueError("give exactly one of steps= or epochs=")
+        self.state, self.step, self.s, self.k = state, step, s, k
+        self.transform, self.validate, self.output = transform, validate, output
+        self.world = execution.world
+        self.n = leading(data)
+        self.batches = Batches(data, s.batch_size, s.seed, self.world)
+        per_epoch = self.batches.per_epoch / k
+        self.total = s.steps if s.steps is not None else math.ceil(float(s.epochs) * per_epoch)  # type: ignore[arg-type]
+        params = state.params()
+        self.device = params[0].device if params else torch.device("cpu")
+        self.ckpt = Path(output.checkpoint_dir) if output.checkpoint_dir is not None else None
+        self.log = output.log if self.world.is_main else None
+        self.result = FitResult(planned_steps=self.total, steps=state.step, best=state.best)
+        self.window = _Window(s.batch_size * k)
+        on = use_compile(execution.compile, self.device)
+        compiled = (
+            compile_step(step, execution.compile == "on", execution.compile_mode) if on else []
+        )
+        self.result.compiled = bool(compiled)
+        # a fresh run's first step runs with value checks (eagerly, also when compiling)
+        self.checked_step = 1 if state.step == 0 else 0
+        first = state.step + 1 + (self.checked_step == state.step + 1)
+        self.first_compiled = first if compiled else None
+
+    def run(self) -> FitResult:
+        if self.ckpt is not None and self.world.is_main:
+            for stale in checkpoint.remove_temporaries(self.ckpt):
+                print(
+                    f"dgm: removed {stale}, left by an interrupted checkpoint write",
+                    file=sys.stderr,
+                )
+        show = self.output.progress and self.world.is_main
+        self.bar = _progress_bar(self.total, self.state.step) if show else None
+        set_lr = _lr_setter(self.state.optimizers, self.s, self.total)
+        self.start, cpu_start = time.perf_counter(), time.process_time()
+        self.state.train()
+        for i in range(self.state.step + 1, self.total + 1):
+            factor = set_lr(i)
+            self.update(i)
+            stop = self.s.time_limit is not None and _agree(
+                time.perf_counter() - self.start > self.s.time_limit, self.world
+            )
+            self.result.stopped_by_time_limit = stop and i < self.total
+            end = i == self.total or stop
+            if i % self.s.log_every == 0 or end:
+                self.record(i, factor)
+            if self.validate is not None and (i % self.s.validate_every == 0 or end):
+                stop = self.validation(i) or stop
+            if i % self.s.checkpoint_every == 0 or i == self.total or stop:
+                self.save("last.pt")
+            if self.bar is not None:
+                self.bar.update(1)
+            if stop:
+                break
+        if self.bar is not None:
+            self.bar.close()
+        set_lr(1)  # the configured rates back (every schedule starts at factor 1)
+        self.state.train(False)
+        r, s = self.result, self.s
+        r.seconds, r.cpu_seconds = time.perf_counter() - self.start, time.process_time() - cpu_start
+        r.epochs = r.steps * s.batch_size * self.k / self.n
+        return r
+
+    def update(self, i: int) -> None:
+        """Step ``i`` (1-based) on its batches; a non-finite loss names the step and the
+        checkpoint kept."""
+        xs = [to(self.batches((i - 1) * self.k + j), self.device) for j in range(self.k)]
+        if self.transform is not None:
+            xs = [self.transform(x) for x in xs]  # type: ignore[arg-type]
+        checks = contextlib.nullcontext() if i == self.checked_step else validation(False)
         started = time.perf_counter()
         try:
             with checks:
-                losses = step([transform(x) if transform else x for x in xs])  # type: ignore[arg-type]
+                losses = self.step(xs)
         except NonFiniteLossError as err:
-            raise NonFiniteLossError(
-                _non_finite_message(err, i, s.batch_size * k, n, ckpt), err.name, err.value
-            ) from None
-        state.step = result.steps = i
-        logged.add(losses)
-        if compiled and i == first_compiled:
-            result.compile_seconds = time.perf_counter() - started
-            if log is not None and world.is_main:
-                log.event(i, compile_seconds=round(result.compile_seconds, 2))
-        stop = s.time_limit is not None and _agree(
-            time.perf_counter() - start > s.time_limit, world
-        )
-        result.stopped_by_time_limit = stop and i < total
-        if i % s.log_every == 0 or i == total or stop:
-            record = logged.flush(i, start)
-            if factor is not None:
-                record["lr_factor"] = factor
-            result.history.append(record)
-            if log is not None and world.is_main:
-                log.write(
-                    i, **{key: v for key, v in record.items() if key not in ("step", "seconds")}
-                )
-            if bar is not None:
-                bar.set_postfix(
-                    {key: f"{v:.3g}" for key, v in record.items() if key.startswith("loss")}
-                )
-        if validate is not None and (i % s.validate_every == 0 or i == total or stop):
-            improved = False
-            if world.is_main:
-                metrics = validate()
-                state.train()
-                score = next(iter(metrics.values()))
-                improved = score > state.best
-                if improved:
-                    state.best = result.best = score
-                if log is not None:
-                    log.write(i, **metrics)
-            state.bad_validations = 0 if improved else state.bad_validations + 1
+            examples = self.s.batch_size * self.k
+            message = _non_finite_message(err, i, examples, self.n, self.ckpt)
+            raise NonFiniteLossError(message, err.name, err.value) from None
+        self.state.step = self.result.steps = i
+        self.window.add(losses)
+        if i == self.first_compiled:
+            self.result.compile_seconds = time.perf_counter() - started
+            if self.log is not None:
+                self.log.event(i, compile_seconds=round(self.result.compile_seconds, 2))
+
+    def record(self, i: int, factor: float | None) -> None:
+        """The mean losses since the last record: into the result, the log and the bar."""
+        record = self.window.flush(i, self.start)
+        if factor is not None:
+            record["lr_factor"] = factor
+        self.result.history.append(record)
+        if self.log is not None:
+            self.log.write(i, **{k: v for k, v in record.items() if k not in ("step", "seconds")})
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.startswith("loss")})
+
+    def validation(self, i: int) -> bool:
+        """Validate on rank 0, keep the best checkpoint; whether patience has run out."""
+        improved = False
+        if self.world.is_main:
+            assert self.validate is not None
+            metrics = self.validate()
+            self.state.train()
+            score = next(iter(metrics.values()))
+            improved = score > self.state.best
             if improved:
-                save("best.pt")
-            if s.patience is not None and _agree(state.bad_validations >= s.patience, world):
-                result.stopped_early = stop = True
-        if i % s.checkpoint_every == 0 or i == total or stop:
-            save("last.pt")
-        if bar is not None:
-            bar.update(1)
-        if stop:
-            break
-    if bar is not None:
-        bar.close()
-    set_lr(1)  # the configured rates back (every schedule starts at factor 1)
-    state.train(False)
-    result.seconds = time.perf_counter() - start
-    result.cpu_seconds = time.process_time() - cpu_start
-    result.epochs = result.steps * s.batch_size * k / n
-    return result
+                self.state.best = self.result.best = score
+            if self.log is not None:
+                self.log.write(i, **metrics)
+        self.state.bad_validations = 0 if improved else self.state.bad_validations + 1
+        if improved:
+            self.save("best.pt")
+        patience = self.s.patience
+        out_of_patience = patience is not None and self.state.bad_validations >= patience
+        if _agree(out_of_patience, self.world) if patience is not None else False:
+            self.result.stopped_early = True
+            return True
+        return False
+
+    def save(self, name: str) -> None:
+        if self.ckpt is None:
+            return
+        world = self.world
+        ranks = _rng_of_every_rank(world) if name == "last.pt" and world.size > 1 else None
+        if world.is_main:
+            self.state.save(self.ckpt / name, ranks, keep_previous=name == "last.pt")
 
 
 def _lr_setter(
@@ -311,4 +391,4 @@ def _non_finite_message(
     )
 
 
-__all__ = ["FitResult", "Schedule", "run"]
+__all__ = ["Execution", "FitResult", "Output", "Schedule", "note_resume", "resume", "run"]

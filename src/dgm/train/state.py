@@ -122,9 +122,18 @@ class TrainState:
         """Write the state atomically (a crash mid-write keeps the previous file)."""
         checkpoint.save_atomic(self.state_dict(rng_ranks), path, keep_previous)
 
-    def load(self, path: Path, map_location: str | torch.device = "cpu") -> None:
-        """Restore from a file written by ``save``."""
-        self.load_state_dict(checkpoint.load(path, map_location=map_location))
+    def load(
+        self,
+        path: Path,
+        map_location: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> Path:
+        """Restore from a file written by ``save``, or, if it cannot be read, from the file it
+        replaced (``last.prev.pt``); returns the file restored from."""
+        saved, used = checkpoint.load_latest(path, map_location=map_location)
+        self.load_state_dict(saved, rank=rank, world_size=world_size)
+        return used
 
 
 def _load_optimizers(opts: Sequence[torch.optim.Optimizer], states: Sequence[Any]) -> None:
