@@ -59,6 +59,9 @@ def main() -> None:
             sets = [
                 f"data.name={density}",
                 f"model.family={family}",
+                # flow-moons' network for every family (a family starts from its defaults)
+                "model.steps=8",
+                "model.hidden=[64, 64]",
                 f"train.steps={args.steps}",
                 f"train.validate_every={args.steps}",
                 f"train.checkpoint_every={args.steps}",

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result
 from dgm import experiments
 from dgm.experiments import runner
+from dgm.models.flow_model import FLOWS
 
 # Test bits/dim on MNIST as the issue cites them: RealNVP and Glow as tabulated by FFJORD
 # (Grathwohl et al. 2019, Table 2); the small, fully specified flows of the UvA deep-learning
@@ -70,8 +71,9 @@ def overrides(args: argparse.Namespace, family: str) -> list[str]:
         f"train.batch_size={args.batch_size}",
         f"train.lr={args.lr}",
         f"train.grad_clip={'null' if args.grad_clip is None else args.grad_clip}",
-        f"model.levels={args.levels}",
         f"model.family={family}",
+        # multi-scale levels are an image flow's option only
+        *([f"model.levels={args.levels}"] if FLOWS[family].data == "image" else []),
         f"model.steps={args.flow_steps}",
         f"model.hidden=[{','.join(map(str, args.hidden))}]",
         "train.epochs=null",

@@ -75,7 +75,7 @@ class Options:
 
 
 def option_names(cls: type) -> list[str]:
-    """The settable options of an ``Options`` class, ``name`` first."""
+    """The settable options of an options class, its tag (``name``) first."""
     return [f.name for f in dataclasses.fields(cls)]
 
 
@@ -83,9 +83,11 @@ class UnknownOptionError(ValueError):
     """An option the chosen component does not take; the message names the component, the
     options it does take, and the nearest spelling."""
 
-    def __init__(self, kind: str, name: str, key: str, cls: type, where: str = "") -> None:
+    def __init__(
+        self, kind: str, name: str, key: str, cls: type, where: str = "", tag: str = "name"
+    ) -> None:
         self.key = key
-        takes = [k for k in option_names(cls) if k != "name"]
+        takes = [k for k in option_names(cls) if k != tag]
         close = difflib.get_close_matches(key, takes, n=1, cutoff=0.6)
         hint = f" (did you mean {(where + close[0])!r}?)" if close else ""
         listed = ", ".join(where + k for k in takes) if takes else "no options"
@@ -95,15 +97,16 @@ class UnknownOptionError(ValueError):
 
 
 def make_options(
-    kind: str, name: str, cls: type, values: Mapping[str, Any], where: str = ""
+    kind: str, name: str, cls: type, values: Mapping[str, Any], where: str = "", tag: str = "name"
 ) -> Any:
-    """``cls(name=name, **values)``, refusing a key ``cls`` does not have (``where``: the
-    prefix the message gives keys, e.g. ``"objective."``)."""
+    """``cls(name=name, **values)`` (``tag``: the field that names the choice, if not
+    ``name``), refusing a key ``cls`` does not have (``where``: the prefix the message gives
+    keys, e.g. ``"objective."``)."""
     known = set(option_names(cls))
     for key in values:
-        if key not in known or key == "name":
-            raise UnknownOptionError(kind, name, key, cls, where)
-    return cls(name=name, **values)
+        if key not in known or key == tag:
+            raise UnknownOptionError(kind, name, key, cls, where, tag)
+    return cls(**{tag: name}, **values)
 
 
 __all__ = [

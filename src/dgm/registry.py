@@ -66,8 +66,10 @@ class Registry(Generic[T]):
         (1, True, ['one'])
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, tag: str = "name") -> None:
         self.kind = kind
+        # the field of an entry's options that names the entry (``name``; flows: ``family``)
+        self.tag = tag
         self._entries: dict[str, Entry[T]] = {}
 
     def add(
@@ -114,12 +116,12 @@ class Registry(Generic[T]):
         entry = self[name]
         if entry.options is None:
             raise TypeError(f"{self.kind} {name!r} has no options class")
-        return make_options(self.kind, name, entry.options, values)
+        return make_options(self.kind, name, entry.options, values, tag=self.tag)
 
     def create(self, options: Any, *context: Any) -> T:
         """Build the choice that ``options.name`` names from its options (and ``context``:
         what the choice needs beyond its settings, e.g. a network another part owns)."""
-        return self[options.name].build(options, *context)
+        return self[getattr(options, self.tag)].build(options, *context)
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> T:
         """``self[name].build(*args, **kwargs)``; for a choice with an ``Options`` class,

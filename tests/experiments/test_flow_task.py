@@ -65,7 +65,26 @@ def test_image_data_are_scored_in_their_integer_levels() -> None:
             ["model.levels=4"],
             r"model: glow: level 4 of 4 squeezes a \[8, 1, 1\]",
         ),
-        ("flow-digits-glow", ["model.logit_alpha=0.5"], r"model.logit_alpha must be in \(0, 0.5\)"),
+        (
+            "flow-digits-glow",
+            ["preprocess.logit_alpha=0.5"],
+            r"preprocess.logit_alpha must be in \(0, 0.5\)",
+        ),
+        # settings the chosen family, or the data, does not read
+        (
+            "flow-moons",
+            ["model.bins=4"],
+            r"flow 'realnvp' does not take 'bins'.*family=nsf or nsf-ar",
+        ),
+        ("flow-moons", ["model.levels=3"], r"flow 'realnvp' does not take 'levels'"),
+        (
+            "flow-moons",
+            ["preprocess.dequantization=uniform"],
+            r"applies to images; data.name=moons",
+        ),
+        ("flow-digits-glow", ["model.hidden=[64, 32]"], r"glow's couplings take one width"),
+        ("flow-moons", ["model.hidden=[64, 32]"], r"realnvp's couplings take one width, repeated"),
+        ("flow-digits-glow", ["model.logit_alpha=0.1"], r"did you mean 'preprocess.logit_alpha'"),
         ("flow-moons", ["model.family=flowww"], r"model.family: 'flowww' is not one of realnvp"),
         (
             "flow-moons",

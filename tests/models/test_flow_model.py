@@ -10,7 +10,20 @@ from torch.autograd.functional import jacobian
 from dgm.flows import Compose
 from dgm.flows.dequantize import LogitTransform, UniformDequantization
 from dgm.metrics import bits_per_dim
-from dgm.models.flow_model import FLOWS, FlowDensity, GaussianFlow, MultiScale, build_flow
+from dgm.models.flow_model import (
+    FLOWS,
+    FlowDensity,
+    GaussianFlow,
+    MultiScale,
+    SplineFlowOptions,
+    build_flow,
+)
+
+
+def vector_options(family: str) -> dict[str, object]:
+    """Small settings of a vector family: two steps of width 16, six bins for the splines."""
+    spline = FLOWS[family].options is SplineFlowOptions
+    return {"steps": 2, "hidden": [16], **({"bins": 6} if spline else {})}
 
 
 def randomize(module: torch.nn.Module, scale: float = 0.2) -> None:
@@ -22,7 +35,7 @@ def randomize(module: torch.nn.Module, scale: float = 0.2) -> None:
 @pytest.mark.parametrize("family", FLOWS.names(data="vector"))
 def test_every_vector_flow_density_integrates_to_one(family: str) -> None:
     torch.manual_seed(0)
-    core = build_flow(family, (2,), steps=2, hidden=(16,), bins=6)
+    core = build_flow(family, (2,), **vector_options(family))
     core.log_prob(torch.randn(64, 2))  # ActNorm initialises on its first batch
     randomize(core, 0.1)
     g = torch.linspace(-8, 8, 401)
@@ -36,7 +49,7 @@ def test_every_vector_flow_density_integrates_to_one(family: str) -> None:
 @pytest.mark.parametrize("family", FLOWS.names(data="vector"))
 def test_vector_flows_sample_what_they_score(family: str) -> None:
     torch.manual_seed(1)
-    core = build_flow(family, (2,), steps=2, hidden=(16,), bins=6)
+    core = build_flow(family, (2,), **vector_options(family))
     core.log_prob(torch.randn(64, 2))
     randomize(core, 0.1)
     with torch.no_grad():
@@ -131,7 +144,7 @@ def test_image_flows_refuse_what_they_cannot_squeeze_or_score() -> None:
 @pytest.mark.parametrize("family", FLOWS.names(data="vector"))
 def test_a_conditional_flow_is_a_density_for_every_context(family: str) -> None:
     torch.manual_seed(4)
-    core = build_flow(family, (2,), steps=2, hidden=(16,), bins=6, context_size=3)
+    core = build_flow(family, (2,), 3, **vector_options(family))
     core.log_prob(torch.randn(64, 2), torch.randn(64, 3))
     randomize(core, 0.1)
     g = torch.linspace(-16, 16, 641)  # a context can stretch a MAF's tails far

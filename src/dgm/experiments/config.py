@@ -109,12 +109,14 @@ class Component:
         names = self.names() if self.names is not None else list(self.table)
         return {n: self.variants.get(n) or self.table[n].options for n in names}
 
-    def make(self, name: str, values: Mapping[str, Any], key: str) -> Any:
+    def make(self, name: str, values: Mapping[str, Any], key: str, root: type | None = None) -> Any:
         """The options of component ``name`` from ``values`` (types checked), under ``key``."""
         choices = self.choices()
         if name not in choices:
-            raise ConfigError(_not_one_of(f"{key}.name", name, list(choices)))
-        return from_dict({**values, "name": name}, choices[name], key + ".", component=self)
+            raise ConfigError(_not_one_of(f"{key}.{self.table.tag}", name, list(choices)))
+        tag = self.table.tag
+        cls = choices[name]
+        return from_dict({**values, tag: name}, cls, key + ".", root or cls, component=self)
 
 
 def component(
@@ -128,7 +130,7 @@ def component(
     ``name`` (``default`` when the file does not say); see ``Component``."""
     spec = Component(table, default, names, dict(variants or {}))
     return field(
-        default_factory=lambda: spec.choices()[default](name=default),
+        default_factory=lambda: spec.choices()[default](**{table.tag: default}),
         metadata={"component": spec, "resumable": resumable},
     )
 
@@ -139,13 +141,24 @@ def component_of(f: dataclasses.Field[Any]) -> Component | None:
 
 
 class ComponentKeyError(ConfigError):
-    """A key the chosen component does not take (another component of the section may)."""
+    """A key the chosen component does not take (another component of the section may, or
+    another section: ``candidates``, the configuration's keys)."""
 
-    def __init__(self, key: str, spec: Component, name: str) -> None:
+    def __init__(
+        self, key: str, spec: Component, name: str, candidates: Collection[str] = ()
+    ) -> None:
         section, _, leaf = key.rpartition(".")
-        takers = [n for n, c in spec.choices().items() if leaf in option_names(c) and n != name]
-        err = UnknownOptionError(spec.table.kind, name, leaf, spec.choices()[name], section + ".")
-        hint = f"; {leaf} is an option of {section}.name={' or '.join(takers)}" if takers else ""
+        tag, choices = spec.table.tag, spec.choices()
+        takers = [n for n, c in choices.items() if leaf in option_names(c) and n != name]
+        err = UnknownOptionError(spec.table.kind, name, leaf, choices[name], section + ".", tag)
+        hint = f"; {leaf} is an option of {section}.{tag}={' or '.join(takers)}" if takers else ""
+        elsewhere = [
+            k
+            for k in candidates
+            if k.rpartition(".")[2] == leaf and not k.startswith(section + ".")
+        ]
+        if elsewhere:
+            hint += f" (did you mean {' or '.join(repr(k) for k in elsewhere)}?)"
         super().__init__(f"{err}{hint}")
         self.key = key
 
@@ -358,14 +371,16 @@ def from_dict(
     for k, v in raw.items():
         if k not in fields:
             if component is not None:
-                raise ComponentKeyError(prefix + str(k), component, raw["name"])
+                tag = raw[component.table.tag]
+                raise ComponentKeyError(prefix + str(k), component, tag, valid_keys(root))
             raise UnknownKeyError(prefix + str(k), valid_keys(root))
         t, spec = hints[k], component_of(fields[k])
         if spec is not None:
-            v = {"name": v} if isinstance(v, str) else (v or {})
+            tag = spec.table.tag
+            v = {tag: v} if isinstance(v, str) else (v or {})
             if not isinstance(v, dict):
-                raise ConfigError(f"{prefix}{k}: expected a mapping with a name, got {v!r}")
-            kwargs[k] = spec.make(v.get("name", spec.default), v, prefix + k)
+                raise ConfigError(f"{prefix}{k}: expected a mapping with a {tag}, got {v!r}")
+            kwargs[k] = spec.make(v.get(tag, spec.default), v, prefix + k, root)
         elif dataclasses.is_dataclass(t):
             kwargs[k] = from_dict(v or {}, t, f"{prefix}{k}.", root)  # type: ignore[arg-type]
         else:
@@ -401,14 +416,16 @@ def apply_override(cfg: Any, assignment: str) -> None:
     key = key.strip()
     if key == "task":
         raise ConfigError("task is chosen by the experiment file (its `task:` key), not by --set")
-    if _section(cfg, key.split("."))[1] is not None:
-        key += ".name"  # model.posterior=iaf: the component, by name
+    whole = _section(cfg, key.split("."))[1]
+    if whole is not None:
+        key += "." + whole.table.tag  # model.posterior=iaf: the component, by name
     *parents, leaf = key.split(".")
     owner, spec = _section(cfg, parents)
     keys = valid_keys(cfg)
     if key not in keys:
         if spec is not None and owner is not None:
-            raise ComponentKeyError(key, spec, getattr(owner, parents[-1]).name)
+            chosen = getattr(getattr(owner, parents[-1]), spec.table.tag)
+            raise ComponentKeyError(key, spec, chosen, valid_keys(type(cfg)))
         raise UnknownKeyError(key, keys, valid_keys(type(cfg)))
     try:
         value = yaml.safe_load(text)
@@ -416,7 +433,7 @@ def apply_override(cfg: Any, assignment: str) -> None:
         raise ConfigError(f"{key}: cannot parse {text!r}: {e}") from None
     if isinstance(value, str) and _looks_numeric(value):
         value = float(value)  # YAML 1.1 reads "1e-3" as a string
-    if spec is not None and owner is not None and leaf == "name":
+    if spec is not None and owner is not None and leaf == spec.table.tag:
         # another component: its own options, at their defaults
         setattr(owner, parents[-1], spec.make(_coerce(value, str, key), {}, ".".join(parents)))
         return
@@ -448,9 +465,8 @@ def apply_overrides(cfg: Any, assignments: Sequence[str]) -> None:
 
     def names(assignment: str) -> bool:
         path = assignment.partition("=")[0].strip().split(".")
-        return _section(cfg, path)[1] is not None or (
-            _section(cfg, path[:-1])[1] is not None and path[-1] == "name"
-        )
+        whole, spec = _section(cfg, path)[1], _section(cfg, path[:-1])[1]
+        return whole is not None or (spec is not None and path[-1] == spec.table.tag)
 
     first = [a for a in assignments if names(a)]
     for assignment in [*first, *(a for a in assignments if a not in first)]:

@@ -149,7 +149,7 @@ def drop_unknown(raw: dict[str, Any], cls: type) -> dict[str, Any]:
             continue
         value, t, spec = raw[f.name], hints[f.name], component_of(f)
         if spec is not None and isinstance(value, dict):
-            t = spec.choices().get(value.get("name", spec.default))
+            t = spec.choices().get(value.get(spec.table.tag, spec.default))
         if t is not None and dataclasses.is_dataclass(t) and isinstance(value, dict):
             value = drop_unknown(value, t)  # type: ignore[arg-type]
         out[f.name] = value

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +39,7 @@ from ..flows.conv1x1 import InvertibleConv1x1
 from ..flows.coupling import AffineCoupling
 from ..flows.spline import AutoregressiveSpline, SplineCoupling
 from ..flows.squeeze import Squeeze
+from ..options import at_least as at_least_field
 from ..registry import Registry, at_least
 
 LOG_2PI = math.log(2 * math.pi)
@@ -353,17 +355,126 @@ def _image_levels(
     return MultiScale(blocks, shapes, context_size)
 
 
+@dataclass(kw_only=True)
+class FlowOptions:
+    """A vector flow: ``steps`` couplings or autoregressive steps, conditioners of widths
+    ``hidden`` (RealNVP's: one width, repeated: [64, 64] is two layers of 64)."""
+
+    family: str
+    steps: int = at_least_field(1, 4)
+    hidden: list[int] = at_least_field(1, factory=lambda: [64, 64])
+
+
+@dataclass(kw_only=True)
+class SplineFlowOptions(FlowOptions):
+    """A neural spline flow: also the spline's ``bins``."""
+
+    bins: int = at_least_field(2, 8)
+
+
+@dataclass(kw_only=True)
+class ImageFlowOptions(FlowOptions):
+    """A multi-scale image flow: ``steps`` per level over ``levels`` levels, couplings of one
+    hidden width (channels)."""
+
+    hidden: list[int] = at_least_field(1, factory=lambda: [64])
+    levels: int = at_least_field(1, 2)
+
+
+def _one_width(kind: str, hidden: Sequence[int], image: bool) -> int:
+    """The single width of a coupling network that takes one (every layer alike)."""
+    if not hidden or len(set(hidden)) != 1 or (image and len(hidden) != 1):
+        shape = "one width, e.g. [64]" if image else "one width, repeated per layer: [64, 64]"
+        raise ValueError(f"hidden: {kind}'s couplings take {shape}; got {list(hidden)}")
+    return hidden[0]
+
+
+def _vector(kind: str):
+    def build(
+        o: FlowOptions, event_shape: tuple[int, ...], context_size: int | None = None
+    ) -> Density:
+        dim = math.prod(event_shape)
+        if kind == "realnvp":
+            _one_width(kind, o.hidden, image=False)
+        bins = o.bins if isinstance(o, SplineFlowOptions) else 0
+        steps = _vector_steps(kind, dim, o.steps, o.hidden, bins, context_size)
+        return GaussianFlow(steps, (dim,))
+
+    return build
+
+
+def _image(kind: str):
+    def build(
+        o: ImageFlowOptions, event_shape: tuple[int, ...], context_size: int | None = None
+    ) -> Density:
+        if len(event_shape) != 3:
+            raise ValueError(
+                f"{kind} is an image flow: it needs [C, H, W] data, got points of shape "
+                f"{list(event_shape)}; use realnvp, maf or nsf for vectors"
+            )
+        c, h, w = event_shape
+        width = _one_width(kind, o.hidden, image=True)
+        return _image_levels(kind, (c, h, w), o.levels, o.steps, width, context_size)
+
+    return build
+
+
+FLOWS: Registry[Density] = Registry("flow", tag="family")
+"""The flow families by name (the ``family`` of their options). Every entry is built as
+``FLOWS.create(options, event_shape, context_size)``; ``data`` is what it models."""
+FLOWS.add(
+    "realnvp",
+    _vector("realnvp"),
+    "RealNVP affine couplings (with ActNorm) on vectors",
+    options=FlowOptions,
+    data="vector",
+)
+FLOWS.add(
+    "maf",
+    _vector("maf"),
+    "masked autoregressive flow, density in one pass",
+    options=FlowOptions,
+    data="vector",
+)
+FLOWS.add(
+    "nsf",
+    _vector("nsf"),
+    "neural spline flow: rational-quadratic spline couplings (with ActNorm)",
+    options=SplineFlowOptions,
+    data="vector",
+)
+FLOWS.add(
+    "nsf-ar",
+    _vector("nsf-ar"),
+    "autoregressive neural spline flow: density in one pass, sampling in D",
+    options=SplineFlowOptions,
+    data="vector",
+)
+FLOWS.add(
+    "realnvp-image",
+    _image("realnvp"),
+    "multi-scale RealNVP: checkerboard and channel couplings",
+    options=ImageFlowOptions,
+    data="image",
+)
+FLOWS.add(
+    "glow",
+    _image("glow"),
+    "Glow: ActNorm, invertible 1x1 convolutions, affine couplings",
+    options=ImageFlowOptions,
+    data="image",
+)
+
+
 def build_flow(
-    family: str,
+    family: str | FlowOptions,
     event_shape: Sequence[int],
-    *,
-    steps: int = 4,
-    hidden: Sequence[int] = (64, 64),
-    levels: int = 2,
-    bins: int = 8,
     context_size: int | None = None,
+    **options: object,
 ) -> Density:
-    """The core density (``GaussianFlow`` or ``MultiScale``) that ``FLOWS[family]`` names.
+    """The core density (``GaussianFlow`` or ``MultiScale``) of a family of ``FLOWS``, given
+    by name with ``options`` (those the family takes: ``steps``, ``hidden``; ``bins`` for the
+    spline flows; ``levels`` for the image flows) or by its options object.
 
     With ``context_size`` (every family) the density is conditional, p(y | context): every
     step's conditioner also sees a context ``[..., context_size]``, so the same flows serve as
@@ -372,94 +483,23 @@ def build_flow(
     context ``[B, context_size]`` per image and also condition their factored-out and top
     Gaussians on it, through zero-initialised linear maps.
     """
-    return FLOWS.build(
-        family,
-        tuple(event_shape),
-        steps=steps,
-        hidden=tuple(hidden),
-        levels=levels,
-        bins=bins,
-        context_size=context_size,
-    )
+    if isinstance(family, str):
+        family = FLOWS.options(family, **options)
+    elif options:
+        raise TypeError("build_flow: give options either as an options object or as keywords")
+    return FLOWS.create(family, tuple(event_shape), context_size)
 
-
-def _vector(kind: str):
-    def build(
-        event_shape: tuple[int, ...],
-        *,
-        steps: int,
-        hidden: tuple[int, ...],
-        bins: int,
-        context_size: int | None = None,
-        **_: object,
-    ) -> Density:
-        dim = math.prod(event_shape)
-        return GaussianFlow(_vector_steps(kind, dim, steps, hidden, bins, context_size), (dim,))
-
-    return build
-
-
-def _image(kind: str):
-    def build(
-        event_shape: tuple[int, ...],
-        *,
-        steps: int,
-        hidden: tuple[int, ...],
-        levels: int,
-        context_size: int | None = None,
-        **_: object,
-    ) -> Density:
-        if len(event_shape) != 3:
-            raise ValueError(
-                f"{kind} is an image flow: it needs [C, H, W] data, got points of shape "
-                f"{list(event_shape)}; use realnvp, maf or nsf for vectors"
-            )
-        c, h, w = event_shape
-        return _image_levels(kind, (c, h, w), levels, steps, hidden[0], context_size)
-
-    return build
-
-
-FLOWS: Registry[Density] = Registry("flow")
-FLOWS.add(
-    "realnvp",
-    _vector("realnvp"),
-    "RealNVP affine couplings (with ActNorm) on vectors",
-    data="vector",
-)
-FLOWS.add("maf", _vector("maf"), "masked autoregressive flow, density in one pass", data="vector")
-FLOWS.add(
-    "nsf",
-    _vector("nsf"),
-    "neural spline flow: rational-quadratic spline couplings (with ActNorm)",
-    data="vector",
-)
-FLOWS.add(
-    "nsf-ar",
-    _vector("nsf-ar"),
-    "autoregressive neural spline flow: density in one pass, sampling in D",
-    data="vector",
-)
-FLOWS.add(
-    "realnvp-image",
-    _image("realnvp"),
-    "multi-scale RealNVP: checkerboard and channel couplings",
-    data="image",
-)
-FLOWS.add(
-    "glow",
-    _image("glow"),
-    "Glow: ActNorm, invertible 1x1 convolutions, affine couplings",
-    data="image",
-)
 
 __all__ = [
     "FLOWS",
     "Density",
     "FlowDensity",
+    "FlowOptions",
     "GaussianFlow",
+    "ImageFlowOptions",
     "Inverse",
     "MultiScale",
+    "SplineFlowOptions",
     "build_flow",
     "standard_normal_log_prob",
 ]

@@ -24,11 +24,19 @@ from torch import Tensor, nn
 from ...data import DATASETS, Splits
 from ...flows.dequantize import LogitTransform, UniformDequantization, VariationalDequantization
 from ...metrics import bits_per_dim, negative_log_likelihood
-from ...models.flow_model import FLOWS, Density, FlowDensity, build_flow
+from ...models.flow_model import FLOWS, Density, FlowDensity, FlowOptions, build_flow
 from ...report import image_grid
 from ...report.figures import plt
 from ...train import Step, SurrogateStep
-from ..config import ConfigError, RunConfig, at_least, choice, config_errors, resumable
+from ..config import (
+    ConfigError,
+    RunConfig,
+    at_least,
+    choice,
+    component,
+    config_errors,
+    resumable,
+)
 from ..task import Parts, Picture, Task, Wrap
 from .data import DataConfig
 
@@ -36,16 +44,12 @@ DEQUANTIZATIONS = ("uniform", "variational")
 
 
 @dataclass(kw_only=True)
-class FlowModelConfig:
-    """The flow family (``dgm.models.flow_model.FLOWS``) and the preprocessing of images."""
+class ImagePreprocessing:
+    """How integer images become real vectors before the flow: dequantization, then
+    y = logit(alpha + (1 - 2 alpha) x) (images only: 2-D and tabular data have neither)."""
 
-    family: str = choice(FLOWS, "realnvp")
-    steps: int = at_least(1, 4)  # couplings / autoregressive steps (per level for images)
-    hidden: list[int] = at_least(1, factory=lambda: [64, 64])  # widths (images: channels)
-    levels: int = at_least(1, 2)  # image flows: multi-scale levels
-    bins: int = at_least(2, 8)  # nsf: spline bins
-    dequantization: str = choice(DEQUANTIZATIONS, "uniform")  # images only
-    logit_alpha: float = 0.05  # images: y = logit(alpha + (1 - 2 alpha) x)
+    dequantization: str | None = choice(DEQUANTIZATIONS, None)  # None: uniform, for images
+    logit_alpha: float | None = None  # None: 0.05, for images
 
 
 @dataclass(kw_only=True)
@@ -63,7 +67,9 @@ class FlowConfig(RunConfig):
 
     task: str = "flow"
     data: DataConfig
-    model: FlowModelConfig = field(default_factory=FlowModelConfig)
+    # the family (model.family) and its own options (dgm.models.flow_model.FLOWS)
+    model: FlowOptions = component(FLOWS, "realnvp")
+    preprocess: ImagePreprocessing = field(default_factory=ImagePreprocessing)
     eval: FlowEvalConfig = resumable(factory=FlowEvalConfig)
 
     def check(self) -> None:
@@ -74,10 +80,16 @@ class FlowConfig(RunConfig):
                 f"model.family={self.model.family} is an image flow; data.name={self.data.name} "
                 f"is {list(entry.shape)} points: use one of {', '.join(FLOWS.names(data='vector'))}"
             )
-        if not 0 < self.model.logit_alpha < 0.5:
-            raise ConfigError(
-                f"model.logit_alpha must be in (0, 0.5), got {self.model.logit_alpha}"
-            )
+        p = self.preprocess
+        if entry.kind != "image":
+            for key in ("dequantization", "logit_alpha"):
+                if getattr(p, key) is not None:
+                    raise ConfigError(
+                        f"preprocess.{key} applies to images; data.name={self.data.name} is "
+                        f"{list(entry.shape)} real points (set it to null)"
+                    )
+        elif p.logit_alpha is not None and not 0 < p.logit_alpha < 0.5:
+            raise ConfigError(f"preprocess.logit_alpha must be in (0, 0.5), got {p.logit_alpha}")
         points = self.data.train_points or entry.train_size
         if self.train.batch_size > points:
             raise ConfigError(
@@ -120,21 +132,38 @@ class FlowTask(Task[FlowConfig]):
         return splits
 
     def _density(self) -> FlowDensity:
-        m, shape = self.cfg.model, self._event_shape()
-        core: Density = build_flow(
-            m.family, shape, steps=m.steps, hidden=m.hidden, levels=m.levels, bins=m.bins
-        )
+        m, p, shape = self.cfg.model, self.cfg.preprocess, self._event_shape()
+        core: Density = build_flow(m, shape)
         if FLOWS[m.family].data == "vector" and self._image:
             core = _Flattened(core, shape)
         preprocess: list[nn.Module] = []
         if self._image:
             levels = self._entry.levels
-            if m.dequantization == "uniform":
+            if (p.dequantization or "uniform") == "uniform":
                 preprocess.append(UniformDequantization(levels, event_dims=3))
-            else:
+            else:  # its conditioner as wide as the flow's first layer
                 preprocess.append(VariationalDequantization(shape, (m.hidden[0],), levels))
-            preprocess.append(LogitTransform(m.logit_alpha, event_dims=3))
+            alpha = 0.05 if p.logit_alpha is None else p.logit_alpha
+            preprocess.append(LogitTransform(alpha, event_dims=3))
         return FlowDensity(core, preprocess)
+
+    @classmethod
+    def migrate(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
+        """Before issue 27 ``model`` held every family's settings and the images'
+        preprocessing: ``dequantization`` and ``logit_alpha`` move to ``preprocess``; a run
+        directory drops what its family or its data did not read."""
+        model = raw.get("model")
+        if isinstance(model, dict):
+            moved = {k: model.pop(k) for k in ("dequantization", "logit_alpha") if k in model}
+            data = raw.get("data")
+            name = data.get("name") if isinstance(data, dict) else None
+            image = isinstance(name, str) and name in DATASETS and DATASETS[name].kind == "image"
+            if moved and (image or not resolved):
+                section = raw.setdefault("preprocess", {})
+                if isinstance(section, dict):
+                    for key, value in moved.items():
+                        section.setdefault(key, value)
+        return super().migrate(raw, resolved)
 
     def build(self, data: Any, training: bool = True) -> Parts:
         model = self._density()
