@@ -9,7 +9,7 @@ import yaml
 from dgm.cli import main
 from dgm.experiments import ConfigError, load
 from dgm.experiments.config import valid_keys
-from dgm.experiments.registry import parse
+from dgm.experiments.registry import check, parse
 from dgm.models.air import AIRGuide
 from dgm.objectives import OBJECTIVES
 from dgm.objectives.factor_vae import Discriminator
@@ -34,6 +34,14 @@ RESOLVED = Path(__file__).parent / "resolved_before_issue27"
         ("disentangle-beta-vae-dsprites", "objective.gamma=3", "'beta-vae' does not take 'gamma'"),
         ("disentangle-beta-vae-dsprites", "objective.critic_lr=1e-3", "an option of objective"),
         ("disentangle-beta-vae-dsprites", "model.discriminator_hidden=8", "unknown config key"),
+        ("gan-ring", "eval.quality_samples=100", "sets the sample-quality metrics of images"),
+        ("gan-ring", "eval.classifier_steps=5", "which data.name=ring8 does not have"),
+        ("gan-fashion-dcgan", "eval.threshold=2", "sets PacGAN's mode metric of 2-D mixtures"),
+        ("gan-fashion-dcgan", "eval.stacked_samples=100", "the mode count of stacked MNIST"),
+        ("flow-moons", "model.bins=4", "flow 'realnvp' does not take 'bins'"),
+        ("flow-moons", "preprocess.logit_alpha=0.1", "applies to images"),
+        ("vae-mnist", "model.posterior.flow_length=4", "posterior 'diagonal' does not take"),
+        ("vae-mnist", "model.prior.components=4", "prior 'normal' does not take 'components'"),
         ("quickstart", "objective.name=reinforce", None),  # a valid switch, for contrast
     ],
 )
@@ -125,8 +133,9 @@ def test_run_directories_written_before_issue_27_still_load(path: Path) -> None:
     sections present) load: keys nothing read are dropped, moved keys are moved."""
     cfg = parse(yaml.safe_load(path.read_text()), str(path), resolved=True)
     assert cfg.name == path.stem
-    with pytest.raises(ConfigError):  # the same mapping as a user's file is checked
-        parse(yaml.safe_load(path.read_text()), str(path))
+    check(cfg, str(path))
+    with pytest.raises(ConfigError):  # the same mapping as a user's file: settings not read
+        check(parse(yaml.safe_load(path.read_text()), str(path)), str(path))
 
 
 def test_moved_settings_keep_their_values() -> None:

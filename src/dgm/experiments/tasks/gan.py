@@ -20,6 +20,7 @@ YAML: ``task: gan`` with ``data``, ``model``, ``train`` and ``eval``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,18 +83,60 @@ class GANModelConfig:
 
 @dataclass(kw_only=True)
 class GANEvalConfig:
-    """How many samples each metric uses, and which classifier scores images."""
+    """How many samples each metric uses, and which classifier scores images. A key left
+    null takes its default where the data has its metric; a key set for data without that
+    metric is refused (``applies``)."""
 
-    samples: int = at_least(1, 2500)  # 2-D mixtures: PacGAN's protocol
-    threshold: float = above(0, 3.0)  # a sample within this many s.d. of a mode is good
-    stacked_samples: int = at_least(1, 26000)  # stacked MNIST's mode count
-    quality_samples: int = at_least(0, 10000)  # FID / KID / PRDC (0: none)
     valid_samples: int = at_least(1, 2500)  # per validation
-    classifier: str | None = choice(FEATURE_SETS, None)  # None: fashion for Fashion-MNIST
-    # the classifier's training steps (None: its recipe's 2000); fewer make another
-    # classifier, with other numbers: for smoke runs
+    # 2-D mixtures (PacGAN's protocol): samples scored, and the distance (in standard
+    # deviations of a mode) within which a sample is of high quality
+    samples: int | None = at_least(1, None)  # 2500
+    threshold: float | None = above(0, None)  # 3.0
+    # images: FID / KID / PRDC samples (0: none), the classifier whose features score them
+    # (None: fashion for Fashion-MNIST, else mnist) and its training steps (None: its
+    # recipe's 2000; fewer make another classifier, with other numbers: for smoke runs), and
+    # the samples drawn from fixed noise at every validation
+    quality_samples: int | None = at_least(0, None)  # 10000
+    classifier: str | None = choice(FEATURE_SETS, None)
     classifier_steps: int | None = at_least(1, None)
-    snapshot_samples: int = at_least(0, 64)  # drawn from fixed noise at every validation
+    snapshot_samples: int | None = at_least(0, None)  # 64
+    # stacked MNIST: samples whose 1000 modes are counted
+    stacked_samples: int | None = at_least(1, None)  # 26000
+
+    def get(self, key: str) -> Any:
+        """The value of ``key``, or its default when left null."""
+        value = getattr(self, key)
+        return EVAL_DEFAULTS.get(key) if value is None else value
+
+
+EVAL_DEFAULTS: dict[str, Any] = {
+    "samples": 2500,
+    "threshold": 3.0,
+    "quality_samples": 10000,
+    "snapshot_samples": 64,
+    "stacked_samples": 26000,
+}
+
+
+APPLIES_TO = {
+    "samples": "PacGAN's mode metric of 2-D mixtures",
+    "threshold": "PacGAN's mode metric of 2-D mixtures",
+    "stacked_samples": "the mode count of stacked MNIST",
+    "quality_samples": "the sample-quality metrics of images",
+    "classifier": "the sample-quality metrics of images",
+    "classifier_steps": "the sample-quality metrics of images",
+    "snapshot_samples": "the image snapshots of samples over training",
+}
+
+
+def applies(key: str, data: str) -> bool:
+    """Whether the evaluation setting ``key`` is read for data set ``data``."""
+    image = DATASETS[data].kind == "image"
+    if key in ("samples", "threshold"):
+        return not image
+    if key == "stacked_samples":
+        return data == "stacked_mnist"
+    return image or key == "valid_samples"
 
 
 @dataclass(kw_only=True)
@@ -123,7 +166,7 @@ class GANConfig(RunConfig):
                 "either the critic's scores grow without bound"
             )
         entry = DATASETS[self.data.name]
-        if entry.kind == "image" and self.eval.quality_samples:
+        if entry.kind == "image" and self.eval.get("quality_samples"):
             shape = tuple(entry.shape)
             if shape[-2:] != (28, 28) or (len(shape) == 3 and shape[0] not in (1, 3)):
                 raise ConfigError(
@@ -142,6 +185,12 @@ class GANConfig(RunConfig):
                 f"{list(entry.shape)}: use model.architecture "
                 + (" or ".join(fitting) if fitting else "of another data set")
             )
+        for f in dataclasses.fields(self.eval):
+            if getattr(self.eval, f.name) is not None and not applies(f.name, self.data.name):
+                raise ConfigError(
+                    f"eval.{f.name} sets {APPLIES_TO[f.name]}, which data.name="
+                    f"{self.data.name} does not have; leave it out (null)"
+                )
 
 
 class GANTask(Task[GANConfig]):
@@ -152,6 +201,20 @@ class GANTask(Task[GANConfig]):
     # the generator at the end of training is scored, as PacGAN's tables score it (best.pt,
     # the validation's pick by modes covered or FID, is kept beside it)
     evaluated_checkpoint = "last"
+
+    @classmethod
+    def migrate(cls, raw: dict[str, Any], resolved: bool) -> dict[str, Any]:
+        """Before issue 27 a run directory's ``eval`` held every key, read or not for its
+        data: those its data set does not read are dropped."""
+        e, data = raw.get("eval"), raw.get("data")
+        name = data.get("name") if isinstance(data, dict) else None
+        if resolved and isinstance(e, dict) and isinstance(name, str) and name in DATASETS:
+            for key in [
+                k for k in e if k in EVAL_DEFAULTS or k in ("classifier", "classifier_steps")
+            ]:
+                if not applies(key, name):
+                    del e[key]
+        return super().migrate(raw, resolved)
 
     @classmethod
     def check(cls, cfg: GANConfig) -> None:
@@ -287,7 +350,7 @@ class GANTask(Task[GANConfig]):
                 self._samples(generator, n, seed),
                 data.info["mode_centers"],
                 data.info["mode_std"],
-                e.threshold,
+                e.get("threshold"),
             )
             return {
                 "modes_covered": cover.modes_covered,
@@ -299,10 +362,10 @@ class GANTask(Task[GANConfig]):
         metrics: dict[str, Any] = {}
         if "digit_source" in data.info:  # stacked MNIST: three digits, 1000 modes
             digits = self._feature_network("mnist", _device(generator))
-            count = n if split == "valid" else e.stacked_samples
+            count = n if split == "valid" else e.get("stacked_samples")
             stacked = stacked_mnist_modes(self._samples(generator, count, seed + 1), digits)
             metrics |= {"stacked_modes": stacked.modes, "stacked_kl": stacked.kl}
-        quality = n if split == "valid" else e.quality_samples
+        quality = n if split == "valid" else e.get("quality_samples")
         if quality:
             real = getattr(data, split)
             real = real[:quality].reshape(-1, *self._shape())
@@ -328,7 +391,7 @@ class GANTask(Task[GANConfig]):
 
     def _snapshot(self, parts: Parts) -> None:
         """Append samples from fixed noise to the run's record of samples over training."""
-        n = self.cfg.eval.snapshot_samples if self._image else self.cfg.eval.samples
+        n = self.cfg.eval.get("snapshot_samples" if self._image else "samples")
         if self.run_dir is None or not n:
             return
         path = self.run_dir / SNAPSHOTS
@@ -340,10 +403,10 @@ class GANTask(Task[GANConfig]):
 
     def evaluate(self, parts: Parts, data: Splits) -> dict[str, Any]:
         e = self.cfg.eval
-        n = e.samples if not self._image else e.quality_samples
+        n = e.get("samples" if not self._image else "quality_samples")
         metrics = self._scores(parts, data, n, self.cfg.train.seed + 13, "test")
         metrics["generator_updates"] = int(_updates(_generator(parts)))  # of the scored one
-        if self._image and (e.quality_samples or "digit_source" in data.info):
+        if self._image and (e.get("quality_samples") or "digit_source" in data.info):
             name = self._feature_set()
             c = self._feature_network(name, _device(parts["generator"]))
             metrics |= {
@@ -361,7 +424,10 @@ class GANTask(Task[GANConfig]):
     def pictures(self, parts: Parts, data: Splits, run: Path) -> list[Picture]:
         pictures = [Picture("samples.png", "Samples of the trained generator")]
         self.sample(
-            parts, data, self.cfg.eval.samples if not self._image else 64, run / "samples.png"
+            parts,
+            data,
+            self.cfg.eval.get("samples") if not self._image else 64,
+            run / "samples.png",
         )
         if (run / SNAPSHOTS).is_file():
             self._over_training(
@@ -388,7 +454,7 @@ class GANTask(Task[GANConfig]):
         centers, std = data.info.get("mode_centers"), data.info.get("mode_std")
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5, color="tab:blue")
         if centers is not None:
-            r = self.cfg.eval.threshold * float(std)  # type: ignore[arg-type]
+            r = self.cfg.eval.get("threshold") * float(std)  # type: ignore[arg-type]
             for cx, cy in centers.tolist():
                 ax.add_patch(plt.Circle((cx, cy), r, fill=False, color="tab:red", lw=0.8))
             lo, hi = centers.min().item(), centers.max().item()
