@@ -18,7 +18,7 @@ import torch
 import dgm.data.binarized as bm
 import dgm.data.idx as idx
 from dgm.cli import main
-from dgm.cli.main import USER_ERRORS
+from dgm.cli.commands import USER_ERRORS
 from dgm.data import (
     ChecksumError,
     CorruptDataError,

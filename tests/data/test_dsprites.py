@@ -4,7 +4,7 @@ from pathlib import Path
 import torch
 
 from dgm.data import DATASETS, DSpritesFactors, FactorData, dsprites, sample_factors
-from dgm.data.dsprites import FACTOR_SIZES, NUM_IMAGES, factor_indices, factor_values, render
+from dgm.data.sprites import FACTOR_SIZES, NUM_IMAGES, factor_indices, factor_values, render
 
 
 def test_factor_grid_matches_the_published_one() -> None:

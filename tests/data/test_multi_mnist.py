@@ -2,7 +2,6 @@
 digits, the 32x32 variant's smaller digits, the loader's splits and side information."""
 
 import hashlib
-import importlib
 import shutil
 from pathlib import Path
 
@@ -13,8 +12,11 @@ import torch.nn.functional as F
 from scipy.stats import chi2
 
 import dgm.data.idx as idx
+
+# the module, not the function that dgm.data exports under its name
+import dgm.data.multi_digit as multi_mnist_module
 from dgm.data import DATASETS, MultiMNIST, mnist, multi_mnist, multi_mnist_set
-from dgm.data.multi_mnist import clear_memory_cache, frame_sizes
+from dgm.data.multi_digit import clear_memory_cache, frame_sizes
 from dgm.data.stacked import held_out_parts
 from tests.data.test_stacked import (
     T10K,
@@ -25,9 +27,6 @@ from tests.data.test_stacked import (
     tagged_digits,
     write_idx,
 )
-
-# the module, not the function that dgm.data exports under its name
-multi_mnist_module = importlib.import_module("dgm.data.multi_mnist")
 
 
 @pytest.fixture(autouse=True)

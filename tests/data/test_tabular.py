@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import io
 import json
 import math
@@ -25,8 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import dgm.data.maf_tables as tabular_module
 from dgm.data import DATASETS, CorruptDataError, DataNotFoundError, tabular
-from dgm.data.tabular import (
+from dgm.data.maf_tables import (
     TABULAR_SETS,
     cache_path,
     preprocess_bsds300,
@@ -37,8 +37,6 @@ from dgm.data.tabular import (
 )
 from dgm.experiments.tasks.data import DataConfig
 from dgm.registry import Entry
-
-tabular_module = importlib.import_module("dgm.data.tabular")  # dgm.data.tabular: the function
 
 
 def maf_sizes(n: int) -> tuple[int, int, int]:

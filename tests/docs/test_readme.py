@@ -94,7 +94,7 @@ def test_the_air_page_example_runs(
     yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
     disks = (((yy - 13.5) ** 2 + (xx - 13.5) ** 2) < 36).float().flatten().repeat(50, 1)
     pool = (disks, torch.arange(50) % 10, "disks (test)")
-    module = importlib.import_module("dgm.data.multi_mnist")
+    module = importlib.import_module("dgm.data.multi_digit")
     monkeypatch.setattr(module, "digit_pool", lambda data_dir=None: pool)
     small = code.replace("multi_mnist_set(2000", "multi_mnist_set(300").replace(
         "steps=200", "steps=3"

@@ -1,7 +1,6 @@
 """FID, KID and PRDC on classifier features: torchmetrics wired in as it should be, PRDC against
 brute force, and the numbers move the right way as samples get worse."""
 
-import importlib
 import math
 import warnings
 
@@ -11,11 +10,10 @@ import torch
 from scipy import linalg
 from torch import Tensor
 
-from dgm.metrics import PRDC, ChannelFeatures, FeatureClassifier, fid, kid, prdc, sample_quality
-from dgm.metrics.sample_quality import features
-
 # the package exports the function sample_quality under the module's name
-sq = importlib.import_module("dgm.metrics.sample_quality")
+import dgm.metrics.quality as sq
+from dgm.metrics import PRDC, ChannelFeatures, FeatureClassifier, fid, kid, prdc, sample_quality
+from dgm.metrics.quality import features
 
 
 def blobs(n: int, seed: int) -> Tensor:

@@ -10,13 +10,6 @@ import dgm
 from dgm.metrics import elbo_terms
 from dgm.models.vae import VAEGuide, VAEModel
 from dgm.objectives import LogWeights
-from dgm.objectives.beta_vae import (
-    AnnealedCapacity,
-    BetaVAE,
-    annealed_capacity,
-    beta_vae,
-    kl_terms,
-)
 from dgm.objectives.dip_vae import DIPVAE, dip_covariance, dip_penalty
 from dgm.objectives.factor_vae import (
     Discriminator,
@@ -25,6 +18,13 @@ from dgm.objectives.factor_vae import (
     discriminator_loss,
     factor_vae_critic_loss,
     permute_dims,
+)
+from dgm.objectives.kl_weighted import (
+    AnnealedCapacity,
+    BetaVAE,
+    annealed_capacity,
+    beta_vae,
+    kl_terms,
 )
 
 

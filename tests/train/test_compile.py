@@ -424,7 +424,7 @@ def test_compiled_log_likelihood_without_a_compiler_says_what_is_missing() -> No
 def test_the_cli_reports_a_missing_compiler_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dgm.cli.main import main
+    from dgm.cli.commands import main
 
     args = ["train", "quickstart", "--smoke", "--no-progress", "--out", str(tmp_path / "run")]
     with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/g++")}):

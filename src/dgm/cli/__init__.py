@@ -1,5 +1,5 @@
 """Command-line interface: ``dgm train|eval|sample|report|list``."""
 
-from .main import main
+from .commands import main
 
 __all__ = ["main"]

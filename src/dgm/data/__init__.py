@@ -1,7 +1,6 @@
 """Data sets: loaders with local directories, checksums and downloads."""
 
 from .binarized import binarized_mnist, read_amat
-from .dsprites import DSprites, DSpritesFactors, dsprites
 from .factors import FactorData, require_factors, sample_factors
 from .files import (
     ENV_VAR,
@@ -13,11 +12,12 @@ from .files import (
     search_dirs,
 )
 from .idx import dynamic_binarize, fashion_mnist, mnist, read_idx
+from .maf_tables import TABULAR_SETS, tabular
 from .mixtures import MIXTURES, Mixture, mixture
-from .multi_mnist import MultiMNIST, multi_mnist, multi_mnist_set
+from .multi_digit import MultiMNIST, multi_mnist, multi_mnist_set
 from .splits import DATASETS, Splits
+from .sprites import DSprites, DSpritesFactors, dsprites
 from .stacked import stack_digits, stacked_mnist
-from .tabular import TABULAR_SETS, tabular
 
 __all__ = [
     "DATASETS",

@@ -34,12 +34,12 @@ from torch import Tensor
 
 from ..registry import Registry
 from .binarized import binarized_mnist
-from .dsprites import FACTOR_NAMES, FACTOR_SIZES, DSpritesFactors, dsprites
 from .idx import dynamic_binarize, fashion_mnist, mnist
+from .maf_tables import TABULAR_SETS, tabular
 from .mixtures import MIXTURES, mixture
-from .multi_mnist import CANVAS_SIZE, MAX_DIGITS, cached_multi_mnist, pool_tag
+from .multi_digit import CANVAS_SIZE, MAX_DIGITS, cached_multi_mnist, pool_tag
+from .sprites import FACTOR_NAMES, FACTOR_SIZES, DSpritesFactors, dsprites
 from .stacked import digit_pool, held_out_parts, stack_digits
-from .tabular import TABULAR_SETS, tabular
 from .toy2d import TOY_DENSITIES, toy2d
 
 BINARIZE = ("dynamic", "threshold")  # how grayscale images become binary (see ``_idx``)

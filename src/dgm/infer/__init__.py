@@ -1,7 +1,7 @@
 """Inference with a model and (optionally) a trained guide: importance sampling, MCMC, diagnostics."""
 
 from .adaptive import adaptive_importance_sampling
-from .ais import SCHEDULES, AISResult, BDMCResult, ais, bdmc, simulate, temperatures
+from .annealed import SCHEDULES, AISResult, BDMCResult, ais, bdmc, simulate, temperatures
 from .diagnostics import effective_sample_size, r_hat
 from .hmc import HMC, posterior_log_density
 from .importance import WeightedSamples, importance_sampling

@@ -18,7 +18,7 @@ from .disentanglement import (
 )
 from .disentanglement_suite import DISENTANGLEMENT_METRICS, MetricSettings, disentanglement_metrics
 from .latent import ELBOTerms, active_units, activity, elbo_terms, posterior_means
-from .log_likelihood import log_likelihood
+from .likelihood import log_likelihood
 from .modes import (
     PACGAN_SAMPLES,
     STACKED_MNIST_SAMPLES,
@@ -28,7 +28,7 @@ from .modes import (
     stacked_mnist_modes,
 )
 from .objects import CountReport, box_iou, count_report
-from .sample_quality import PRDC, fid, kid, prdc, sample_quality
+from .quality import PRDC, fid, kid, prdc, sample_quality
 
 __all__ = [
     "DISENTANGLEMENT_METRICS",

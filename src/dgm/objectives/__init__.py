@@ -8,18 +8,18 @@ from .adversarial import (
     r1_penalty,
     unrolled_generator_loss,
 )
-from .beta_vae import AnnealedCapacity, BetaVAE, beta_vae, kl_terms
 from .concrete import Concrete
 from .dip_vae import DIPVAE, dip_covariance, dip_penalty
-from .elbo import ELBO, elbo
+from .evidence_bound import ELBO, elbo
 from .factor_vae import FactorVAE, factor_vae_critic_loss, permute_dims
-from .iwae import IWAE, iwae, vimco_signal
-from .log_weights import LogWeights, log_weights
+from .importance_weighted import IWAE, iwae, vimco_signal
+from .kl_weighted import AnnealedCapacity, BetaVAE, beta_vae, kl_terms
 from .mcmc_from_q import MCMCFromQ
 from .nvil import NVIL
 from .registry import OBJECTIVES
 from .total_correlation import BetaTCVAE, log_qz_estimates, tc_decomposition
 from .wake_sleep import RWS, Sleep, WakeSleep, sleep_phi, wake_phi, wake_theta
+from .weights import LogWeights, log_weights
 
 __all__ = [
     "CRITIC_LOSSES",

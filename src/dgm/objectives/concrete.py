@@ -8,9 +8,9 @@ from torch import Tensor
 
 from ..ppl import relax
 from ..registry import at_least
-from .elbo import elbo
-from .iwae import iwae
-from .log_weights import log_weights
+from .evidence_bound import elbo
+from .importance_weighted import iwae
+from .weights import log_weights
 
 
 class Concrete:

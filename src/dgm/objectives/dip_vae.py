@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from ..registry import at_least
-from .beta_vae import kl_terms
-from .log_weights import LogWeights, log_weights
+from .kl_weighted import kl_terms
 from .total_correlation import diagonal_gaussian_site
+from .weights import LogWeights, log_weights
 
 DIP_KINDS = ("i", "ii")
 """DIP-VAE-I (covariance of the posterior means) and DIP-VAE-II (of the aggregate posterior)."""

@@ -25,8 +25,8 @@ from torch.nn import functional as F
 from ..ppl import Trace, particles, trace
 from ..registry import at_least
 from ._surrogate import frozen
-from .beta_vae import kl_terms
-from .log_weights import LogWeights, log_weights
+from .kl_weighted import kl_terms
+from .weights import LogWeights, log_weights
 
 
 def permute_dims(z: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from ..ppl import posterior_log_density
 from ..registry import at_least
 from ._surrogate import frozen, magic_box, unwrap
-from .elbo import elbo
-from .iwae import iwae
-from .log_weights import log_weights
+from .evidence_bound import elbo
+from .importance_weighted import iwae
+from .weights import log_weights
 
 
 class Kernel(Protocol):

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..registry import at_least
 from ._surrogate import magic_box
-from .log_weights import log_weights
+from .weights import log_weights
 
 
 class NVIL(nn.Module):

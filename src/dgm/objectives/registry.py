@@ -29,12 +29,12 @@ from torch import nn
 
 from ..options import Options, above, at_least, choice
 from ..registry import Registry
-from .beta_vae import AnnealedCapacity, BetaVAE
 from .concrete import Concrete
 from .dip_vae import DIPVAE
-from .elbo import ELBO
+from .evidence_bound import ELBO
 from .factor_vae import FactorVAE
-from .iwae import IWAE
+from .importance_weighted import IWAE
+from .kl_weighted import AnnealedCapacity, BetaVAE
 from .nvil import NVIL
 from .total_correlation import ESTIMATORS, BetaTCVAE
 from .wake_sleep import PHI_MODES, RWS, Sleep, WakeSleep

@@ -34,7 +34,7 @@ from torch.distributions import Independent, Normal
 
 from ..ppl import Trace
 from ..registry import at_least
-from .log_weights import LogWeights, log_weights
+from .weights import LogWeights, log_weights
 
 ESTIMATORS = ("mss", "mws")
 """Estimators of log q(z) from a minibatch: stratified (``"mss"``) or weighted (``"mws"``)."""

@@ -32,7 +32,7 @@ from torch import Tensor
 from ..ppl import no_reparam, replay, trace, uncondition
 from ..registry import at_least
 from ._surrogate import check_fresh, magic_box
-from .log_weights import LogWeights, log_weights
+from .weights import LogWeights, log_weights
 
 PHI_MODES = ("wake", "sleep", "both")
 

@@ -14,7 +14,7 @@ from .handlers import (
     trace,
     uncondition,
 )
-from .relax import relax, relaxed
+from .relaxation import relax, relaxed
 from .runtime import Handler, sample
 from .site import Site
 

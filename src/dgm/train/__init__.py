@@ -3,7 +3,7 @@
 from ..compiling import COMPILE_MODES, Compiled, CompileError, compiler_problem
 from . import checkpoint, distributed, optim
 from .batches import Batches
-from .fit import fit
+from .fitting import fit
 from .loop import Execution, FitResult, Output, Schedule, note_resume, resume, run
 from .state import TrainState
 from .step import (

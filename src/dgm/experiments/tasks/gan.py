@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ...data import DATASETS, Splits
 from ...metrics.classifier import ChannelFeatures, FeatureClassifier, feature_classifier
 from ...metrics.modes import mode_coverage, stacked_mnist_modes
-from ...metrics.sample_quality import sample_quality
+from ...metrics.quality import sample_quality
 from ...models.gan import GAN_ARCHITECTURES, Discriminator, Generator, build_gan
 from ...objectives.adversarial import (
     CRITIC_LOSSES,

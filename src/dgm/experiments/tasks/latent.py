@@ -20,7 +20,7 @@ from torch import nn
 
 from ...compiling import use_compile
 from ...data import DATASETS, Splits
-from ...infer.ais import SCHEDULES, STARTS, ais, bdmc
+from ...infer.annealed import SCHEDULES, STARTS, ais, bdmc
 from ...metrics import (
     active_units,
     effective_sample_size,

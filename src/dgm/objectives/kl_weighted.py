@@ -19,7 +19,7 @@ from torch.distributions import kl_divergence
 from ..ppl import Site
 from ..registry import at_least
 from ._surrogate import check_fresh
-from .log_weights import LogWeights, log_weights
+from .weights import LogWeights, log_weights
 
 
 @dataclass(eq=False)

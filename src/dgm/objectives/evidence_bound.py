@@ -14,7 +14,7 @@ from ._surrogate import (
     magic_box,
     split_baselines,
 )
-from .log_weights import LogWeights, log_weights
+from .weights import LogWeights, log_weights
 
 
 def elbo(lw: LogWeights, baseline: Tensor | None = None) -> Tensor:

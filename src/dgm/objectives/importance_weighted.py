@@ -18,7 +18,7 @@ from ._surrogate import (
     magic_box,
     split_baselines,
 )
-from .log_weights import LogWeights, log_weights
+from .weights import LogWeights, log_weights
 
 
 def iwae(lw: LogWeights, dreg: bool = False) -> Tensor:
