@@ -1,5 +1,6 @@
 """The dgm command: every packaged experiment end to end at smoke size, and the other verbs."""
 
+import io
 import json
 import math
 import os
@@ -282,3 +283,18 @@ def test_console_script_and_python_m(tmp_path: Path) -> None:
         and "unknown config key 'x'" in bad.stderr
         and "Traceback" not in bad.stderr
     )
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # closed by main: not pytest's capture
+    assert main(["list"]) == 0  # `dgm list | head -1`: no traceback

@@ -155,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     speaks = int(os.environ.get("RANK", "0")) == 0
     try:
         return _run(args)
+    except BrokenPipeError:  # the reader went away (`dgm list | head`): nothing to say
+        sys.stderr.close()
+        return 0
     except ConfigError as err:
         if speaks:
             print(f"dgm: config error: {err}", file=sys.stderr)
