@@ -60,7 +60,7 @@ def dgm_step(
 
     update = dgm.train.SurrogateStep(objective, programs, [dgm.train.optim.adam(params, lr=lr)])
     if compiled:
-        update.compile(required=True)
+        update = update.compiled(required=True)
 
     def step(batch: Any) -> None:
         with validation(False):

@@ -11,7 +11,7 @@ its own ``pyro.optim.Adam`` (one torch Adam per parameter):
   traces), eager, and with its loss compiled by ``torch.compile``;
 - dgm (plain distributions): the model and guide written as a user writes them, with
   ``Independent(Normal(...))`` and ``Independent(Bernoulli(logits=...))``, trained by
-  ``dgm.train.SurrogateStep``, eager and with ``step.compile()`` (``train.compile=on``);
+  ``dgm.train.SurrogateStep``, eager and with ``step.compiled()`` (``train.compile=on``);
 - dgm (dgm.models.vae): the same step on dgm's own VAE programs (fused Bernoulli density);
 - Pyro: ``Trace_ELBO`` (K=1) or ``RenyiELBO(alpha=0)`` vectorized over particles (K>1),
   and ``JitTrace_ELBO`` (K=1; Pyro has no JIT Renyi objective).

@@ -3,7 +3,7 @@
 For one packaged experiment per family, the step ``dgm train`` runs is built twice through
 the task contract (data, parts, optimizers, ``Task.step``, the data's transform) and the two
 copies are timed in interleaved rounds on the same batches, one eagerly and one with
-``step.compile(required=True)``, both with value checks off (the loop runs them on a fresh
+``step.compiled(required=True)``, both with value checks off (the loop runs them on a fresh
 run's first step only). Before the rounds each copy takes two steps; the compiled copy's
 first step (tracing and compilation, forward and backward, one update) is reported as
 compile seconds, and the steps whose savings would pay it back. Torch's compilation cache
@@ -60,7 +60,7 @@ def built_step(name: str, compiled: bool) -> tuple[Callable[[int], None], str]:
     parts = task.build(data)
     step = task.step(parts, task.optimizers(parts), lambda m: m)
     if compiled:
-        compile_step(step, required=True)
+        step, _ = compile_step(step, required=True)
     batches = Batches(data.train, cfg.train.batch_size, cfg.train.seed)
     k = step.num_batches
 

@@ -90,8 +90,9 @@ def build(case: str) -> tuple[SurrogateStep, list[nn.Parameter]]:
 def test_compiled_and_eager_steps_agree(case: str) -> None:
     batch = CASES[case][2]
     eager, eager_params = build(case)
-    compiled, compiled_params = build(case)
-    compiled.compile(required=True)
+    plain, compiled_params = build(case)
+    compiled = plain.compiled(required=True)
+    assert plain.loss is not compiled.loss  # compiling maps the update, it does not mutate it
     with validation(False), inductor_config.patch(fallback_random=True):
         for _ in range(2):  # the second step also checks state carried between steps
             torch.manual_seed(1)
@@ -138,7 +139,7 @@ def test_value_checks_are_skipped_inside_traced_code() -> None:
 
 def test_first_step_is_eager_with_checks_and_refuses_bad_data() -> None:
     step, _ = build("vae-elbo")
-    step.compile(required=True)
+    step = step.compiled(required=True)
     with pytest.raises(ValueError, match="binary data"):
         step([BINARY * 0.5])  # checks on (a run's first step): eager, refused
     assert step.loss.shapes is None  # type: ignore[union-attr]  # nothing compiled yet
@@ -307,8 +308,8 @@ def alternating(seed: int) -> tuple[dgm.train.AlternatingStep, list[nn.Parameter
 
 def test_an_alternating_step_compiles_both_players_and_agrees_with_eager() -> None:
     eager, eager_params = alternating(0)
-    compiled, compiled_params = alternating(0)
-    wrappers = compiled.compile(required=True)
+    plain, compiled_params = alternating(0)
+    compiled, wrappers = dgm.train.step.compile_step(plain, required=True)
     assert [w.name for w in wrappers] == ["critic loss", "generator loss"]
     x = torch.randn(4, 2, generator=torch.Generator().manual_seed(3))
     with validation(False):
@@ -350,7 +351,7 @@ def task_step(
     parts = task.build(data)
     step = task.step(parts, task.optimizers(parts), lambda m: m)
     if compiled:
-        dgm.train.step.compile_step(step, required=True)
+        step, _ = dgm.train.step.compile_step(step, required=True)
     batches = dgm.train.Batches(data.train, cfg.train.batch_size, 0)
 
     def run(i: int) -> dict[str, torch.Tensor]:
@@ -409,8 +410,9 @@ def test_on_for_a_step_without_losses_to_compile_names_the_step() -> None:
         def __call__(self, batches: Any) -> dict[str, torch.Tensor]:
             return {}
 
-    assert dgm.train.step.compile_step(Opaque(), required=False) == []
-    with pytest.raises(CompileError, match=r"this task's step \(Opaque\) has no compile"):
+    opaque = Opaque()
+    assert dgm.train.step.compile_step(opaque, required=False) == (opaque, [])
+    with pytest.raises(CompileError, match=r"this task's step \(Opaque\) has no compiled"):
         dgm.train.step.compile_step(Opaque(), required=True)
 
 

@@ -54,7 +54,7 @@ def test_compiled_and_eager_steps_agree_on_cuda(mode: str, objective: str) -> No
         params = [*model.parameters(), *guide.parameters()]
         step = SurrogateStep(obj, (model, guide), [torch.optim.SGD(params, lr=0.05)])
         if compiled:
-            step.compile(required=True, mode=mode)
+            step = step.compiled(required=True, mode=mode)
         steps.append((step, params))
     with validation(False), inductor_config.patch(fallback_random=True):
         for _ in range(3):  # CUDA graphs record on the first compiled calls, then replay

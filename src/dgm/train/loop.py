@@ -17,7 +17,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,10 +189,10 @@ class _Loop:
         self.log = output.log if self.world.is_main else None
         self.result = FitResult(planned_steps=self.total, steps=state.step, best=state.best)
         self.window = _Window(s.batch_size * k)
-        on = use_compile(execution.compile, self.device)
-        compiled = (
-            compile_step(step, execution.compile == "on", execution.compile_mode) if on else []
-        )
+        compiled: Sequence[object] = ()
+        if use_compile(execution.compile, self.device):  # a new step: this one stays eager
+            required, mode = execution.compile == "on", execution.compile_mode
+            self.step, compiled = compile_step(step, required, mode)
         self.result.compiled = bool(compiled)
         # a fresh run's first step runs with value checks (eagerly, also when compiling)
         self.checked_step = 1 if state.step == 0 else 0

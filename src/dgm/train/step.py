@@ -12,16 +12,17 @@ here:
   own loss and optimizer, then one update of the other (a generator): adversarial training.
 
 A step checks each loss with ``check_finite`` *before* its update, so a NaN changes nothing
-it has not already reported. ``compile(required, mode)`` replaces a step's losses with
-``dgm.compiling.Compiled`` versions (``train.compile``) and returns them; the updates
-around them stay eager.
+it has not already reported. Both are made of ``Update``s (a loss, its optimizers, clipping);
+``compiled(required, mode)`` returns the same step with its updates' losses compiled
+(``dgm.compiling.Compiled``, ``train.compile``); the optimizer steps around them stay eager.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -40,10 +41,13 @@ class Step(Protocol):
 
 
 class CompilableStep(Step, Protocol):
-    """A step whose losses can be compiled (``train.compile``)."""
+    """A step made of ``Update``s whose losses can be compiled (``train.compile``)."""
 
-    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
-        """Compile the step's losses from the next call on; return their wrappers."""
+    @property
+    def updates(self) -> tuple[Update, ...]: ...
+
+    def compiled(self, required: bool = False, mode: str | None = None) -> CompilableStep:
+        """The same step with its losses compiled (this one unchanged)."""
         ...
 
 
@@ -79,8 +83,63 @@ def call(fn: Callable[..., Any], *leading: Any, batch: Data) -> Any:
     return fn(*leading, batch)
 
 
+@dataclass(frozen=True)
+class Update:
+    """One update: a scalar loss of a batch (to minimize), the optimizers that step on it, and
+    the gradient clipping between. Every step is made of these.
+
+    Attributes:
+        name: the player (``"critic"`` ...), used in logged keys (``loss/<name>``) and error
+            messages; ``""`` for a step's single update (logged as ``loss``).
+        loss: ``batch -> scalar`` loss.
+        optimizers: one optimizer or several; each is zeroed before the backward pass and
+            steps after it (several: e.g. the model's and the guide's learning rates).
+        grad_clip: clip the global norm of ``params``' gradients to this value.
+        params: the parameters clipped (default: every parameter of ``optimizers``).
+    """
+
+    name: str
+    loss: Callable[[Data], Tensor]
+    optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer]
+    grad_clip: float | None = None
+    params: Sequence[nn.Parameter] | None = None
+
+    def __post_init__(self) -> None:
+        opts = self.optimizers
+        opts = (opts,) if isinstance(opts, torch.optim.Optimizer) else tuple(opts)
+        object.__setattr__(self, "optimizers", opts)
+        if not self.params:
+            params = [p for o in opts for g in o.param_groups for p in g["params"]]
+            object.__setattr__(self, "params", tuple(params))
+
+    @property
+    def label(self) -> str:
+        """What messages call this update's loss."""
+        return f"{self.name} loss" if self.name else "loss"
+
+    def compiled(self, required: bool = False, mode: str | None = None) -> Update:
+        """This update with its loss compiled (``dgm.compiling.Compiled``); the optimizer
+        steps around it stay eager."""
+        return replace(self, loss=Compiled(self.loss, self.label, required, mode))
+
+    def apply(self, batch: Data, applied: str = "") -> Tensor:
+        """One update on ``batch``; a non-finite loss is refused before anything changes
+        (``applied``: what the step had already updated, for the message)."""
+        loss = self.loss(batch)
+        check_finite(self.label, loss, applied)
+        for opt in self.optimizers:  # type: ignore[union-attr]
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.params, self.grad_clip)  # type: ignore[arg-type]
+        for opt in self.optimizers:  # type: ignore[union-attr]
+            opt.step()
+        return loss.detach()
+
+
 class SurrogateStep:
-    """Maximize a per-data-point bound: ``loss = -objective(*programs, *batch).mean()``.
+    """Maximize a per-data-point bound: one ``Update`` whose loss is
+    ``-objective(*programs, *batch).mean()``, after which every optimizer steps.
 
     Args:
         objective: e.g. ``dgm.IWAE(5)``; called as ``objective(*programs, *batch)`` and
@@ -88,7 +147,8 @@ class SurrogateStep:
         programs: what the objective is called with first (model and guide, possibly
             wrapped in DistributedDataParallel).
         optimizers: all step after the one backward pass.
-        params: the parameters whose global gradient norm ``grad_clip`` bounds.
+        params: the parameters whose global gradient norm ``grad_clip`` bounds (default:
+            the optimizers').
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
     """
 
@@ -103,71 +163,37 @@ class SurrogateStep:
         grad_clip: float | None = None,
     ) -> None:
         self.objective, self.programs = objective, tuple(programs)
-        self.optimizers, self.params, self.grad_clip = list(optimizers), list(params), grad_clip
-        self.loss: Callable[[Data], Tensor] = self._loss
+        self.update = Update("", self._loss, tuple(optimizers), grad_clip, tuple(params))
 
     def _loss(self, batch: Data) -> Tensor:
         return -call(self.objective, *self.programs, batch=batch).mean()
 
-    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
-        """Compile the loss (objective and programs, forward and backward)."""
-        compiled = Compiled(self._loss, "loss", required, mode)
-        self.loss = compiled
-        return [compiled]
+    @property
+    def updates(self) -> tuple[Update, ...]:
+        return (self.update,)
+
+    @property
+    def loss(self) -> Callable[[Data], Tensor]:
+        """The loss the step computes (a ``Compiled`` one once compiled)."""
+        return self.update.loss
+
+    def compiled(self, required: bool = False, mode: str | None = None) -> SurrogateStep:
+        """The same step with its loss compiled (objective and programs, forward and
+        backward); this one is unchanged."""
+        step = copy.copy(self)
+        step.update = self.update.compiled(required, mode)
+        return step
 
     def __call__(self, batches: Sequence[Data]) -> dict[str, Tensor]:
         (batch,) = batches
-        loss = self.loss(batch)
-        check_finite("loss", loss)
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        for opt in self.optimizers:
-            opt.step()
-        return {"loss": loss.detach()}
-
-
-@dataclass
-class Update:
-    """One player's update: a scalar loss of a batch (to minimize) and its optimizer.
-
-    Attributes:
-        name: the player, used in logged keys (``loss/<name>``) and error messages.
-        loss: ``batch -> scalar`` loss.
-        optimizer: steps this player's parameters only.
-        grad_clip: clip the global norm of this optimizer's gradients to this value.
-    """
-
-    name: str
-    loss: Callable[[Data], Tensor]
-    optimizer: torch.optim.Optimizer
-    grad_clip: float | None = None
-
-    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
-        """Compile this player's loss."""
-        compiled = Compiled(self.loss, f"{self.name} loss", required, mode)
-        self.loss = compiled
-        return [compiled]
-
-    def apply(self, batch: Data, applied: str = "") -> Tensor:
-        loss = self.loss(batch)
-        check_finite(f"{self.name} loss", loss, applied)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip is not None:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            nn.utils.clip_grad_norm_(params, self.grad_clip)
-        self.optimizer.step()
-        return loss.detach()
+        return {"loss": self.update.apply(batch)}
 
 
 class AlternatingStep:
     """``critic_steps`` critic updates, each on a fresh batch, then one generator update.
 
     The critic's updates take consecutive batches of the data; the generator's update sees
-    the last of them. Each player zeroes and steps only its own optimizer, so the gradients
+    the last of them. Each player zeroes and steps only its own optimizers, so the gradients
     one player's loss leaves on the other's parameters are never applied. Logged:
     ``loss/<critic>`` (mean over its updates) and ``loss/<generator>``.
 
@@ -182,9 +208,14 @@ class AlternatingStep:
             raise ValueError(f"critic_steps must be >= 1, got {critic_steps}")
         self.critic, self.generator, self.num_batches = critic, generator, critic_steps
 
-    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
-        """Compile both players' losses."""
-        return [*self.critic.compile(required, mode), *self.generator.compile(required, mode)]
+    @property
+    def updates(self) -> tuple[Update, ...]:
+        return (self.critic, self.generator)
+
+    def compiled(self, required: bool = False, mode: str | None = None) -> AlternatingStep:
+        """The same step with both players' losses compiled."""
+        critic, generator = (u.compiled(required, mode) for u in self.updates)
+        return AlternatingStep(critic, generator, self.num_batches)
 
     def __call__(self, batches: Sequence[Data]) -> dict[str, Tensor]:
         n, c = self.num_batches, self.critic.name
@@ -206,26 +237,34 @@ class CastStep:
     def __init__(self, step: Step, cast: Cast) -> None:
         self.step, self.cast, self.num_batches = step, cast, step.num_batches
 
-    def compile(self, required: bool = False, mode: str | None = None) -> list[Compiled]:
-        """Compile the wrapped step's losses (the cast stays eager)."""
-        return compile_step(self.step, required, mode)
+    @property
+    def updates(self) -> tuple[Update, ...]:
+        return tuple(getattr(self.step, "updates", ()))
+
+    def compiled(self, required: bool = False, mode: str | None = None) -> CastStep:
+        """The wrapped step compiled (the cast stays eager)."""
+        return CastStep(compile_step(self.step, required, mode)[0], self.cast)
 
     def __call__(self, batches: Sequence[Data]) -> dict[str, Tensor]:
         return self.step([self.cast(b) for b in batches])
 
 
-def compile_step(step: Step, required: bool = False, mode: str | None = None) -> list[Compiled]:
-    """``step.compile(required, mode)``, or for a step without losses to compile: ``[]``, or
-    (``required``) a ``CompileError`` naming the step's class."""
-    method = getattr(step, "compile", None)
+def compile_step(
+    step: Step, required: bool = False, mode: str | None = None
+) -> tuple[Step, list[Compiled]]:
+    """``step.compiled(required, mode)`` and its compiled losses; a step without losses to
+    compile is returned as it is with ``[]``, or (``required``) refused with a
+    ``CompileError`` naming the step's class."""
+    method = getattr(step, "compiled", None)
     if method is None:
         if required:
             raise CompileError(
                 f"train.compile=on, but this task's step ({type(step).__name__}) has no "
-                "compile(required, mode) method; set train.compile=off"
+                "compiled(required, mode) method; set train.compile=off"
             )
-        return []
-    return list(method(required, mode))
+        return step, []
+    new = method(required, mode)
+    return new, [u.loss for u in getattr(new, "updates", ()) if isinstance(u.loss, Compiled)]
 
 
 __all__ = [
