@@ -103,3 +103,31 @@ def test_the_air_page_example_runs(
     exec(compile(small, str(page), "exec"), {})
     accuracy = float(capsys.readouterr().out.split()[-1])
     assert 0 <= accuracy <= 1
+
+
+def test_the_design_notes_family_in_one_file_trains_from_the_command_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import sys
+
+    from dgm.cli import main
+
+    page = README.parent / "docs" / "design.md"
+    part = page.read_text().split("### A family in one file", 1)[1]
+    (code,) = re.findall(r"```python\n(.*?)```", part, flags=re.S)[:1]
+    (tmp_path / "gauss_family.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "gauss_family", raising=False)
+    (tmp_path / "gauss.yaml").write_text(
+        "task: gauss_family:GaussTask\n"
+        "train: {steps: 400, epochs: null, batch_size: 64, lr: 0.05, validate_every: 200}\n"
+    )
+    out = tmp_path / "run"
+    assert main(["train", str(tmp_path / "gauss.yaml"), "--no-progress", "--out", str(out)]) == 0
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert abs(final["mean"] - 3.0) < 0.15 and abs(final["std"] - 0.5) < 0.1, final
+    assert (out / "report.html").is_file()
+    (tmp_path / "bad.yaml").write_text("task: gauss_family:GaussTask\nmodel: {width: 3}\n")
+    assert main(["train", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "bad")]) == 2
+    assert "model is a setting of task" in capsys.readouterr().err  # of the others, not this one
