@@ -33,18 +33,12 @@ import json
 import math
 import statistics
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result
+from common import in_pool, run_or_reuse, write_result
 from dgm import experiments
-from dgm.experiments import runner
 
 # name: (label, overrides)
 ESTIMATORS: dict[str, tuple[str, list[str]]] = {
@@ -74,18 +68,9 @@ SUCCESS = 0.9
 def train_one(job: tuple[str, list[str], str, bool]) -> dict[str, Any]:
     """Train one (estimator, seed) in its own process; its final metrics and curve."""
     name, sets, out, reuse = job
-    torch.set_num_threads(1)
-    cfg = experiments.load(name, sets)
-    path = Path(out) / "final_metrics.json"
-    if not (reuse and path.is_file()):
-        t0 = time.perf_counter()
-        runner.train(cfg, Path(out), progress=False, overwrite=True)
-        wall = time.perf_counter() - t0
-    else:
-        wall = float("nan")
-    final = json.loads(path.read_text())
-    final["wall_seconds"] = round(wall, 1)
-    final["curve"] = curve(Path(out) / "metrics.jsonl", cfg.train.batch_size)
+    final = run_or_reuse(name, sets, out, reuse, threads=1)
+    batch_size = experiments.load(name, sets).train.batch_size
+    final["curve"] = curve(Path(out) / "metrics.jsonl", batch_size)
     return final
 
 
@@ -145,8 +130,7 @@ def main() -> None:
             out = str(Path(args.runs) / f"{args.protocol}-{est}-s{seed}")
             jobs.append((name, sets, out, args.reuse))
             keys.append((est, seed))
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        finals = list(pool.map(train_one, jobs))
+    finals = in_pool(train_one, jobs, args.jobs)
     runs = [
         {"estimator": est, "seed": seed, **final}
         for (est, seed), final in zip(keys, finals, strict=True)

@@ -1,4 +1,6 @@
-"""Shared helpers for the benchmark scripts: machine description and result files."""
+"""Shared helpers for the benchmark scripts: machine description, result files, training a
+packaged experiment or reusing its finished run (``run_or_reuse``), and running jobs in a
+process pool (``in_pool``)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -214,3 +218,69 @@ def ais_beside(
             }
         )
     return out, r.log_marginal
+
+
+def run_or_reuse(
+    experiment: str,
+    sets: Sequence[str],
+    out: str | Path,
+    reuse: bool = False,
+    threads: int | None = None,
+    evaluate_again: bool = False,
+) -> dict[str, Any]:
+    """Train ``experiment`` with the overrides ``sets`` into ``out``; its final metrics, with
+    ``reused`` and ``wall_seconds`` added.
+
+    With ``reuse`` a run already in ``out`` is kept only when its resolved configuration is
+    this one, key for key: finished, its metrics are read (``wall_seconds`` is then None);
+    interrupted, it is resumed from its last checkpoint (a long run spans sessions). A run
+    there with any other configuration is archived (``<out>.archived-<time>``) and trained
+    afresh, saying which settings differ. ``threads``: torch's thread count in this process;
+    ``evaluate_again``: a finished run kept is evaluated again (metrics added since).
+    """
+    from dgm import experiments
+    from dgm.experiments import runner
+    from dgm.experiments.config import to_dict
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    cfg = experiments.load(experiment, sets)
+    final_path, last = out / "final_metrics.json", out / "checkpoints" / "last.pt"
+    same = False
+    if reuse and (out / "config.yaml").is_file():
+        saved, now = to_dict(runner.load_config(out)), to_dict(cfg)
+        same = saved == now
+        if not same:
+            differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            print(f"{out}: another configuration ({', '.join(differ)} differ): trained afresh")
+    if same and final_path.is_file():
+        t0 = time.perf_counter()
+        if evaluate_again:
+            runner.evaluate(out)
+        seconds = round(time.perf_counter() - t0, 1) if evaluate_again else None
+        return {**json.loads(final_path.read_text()), "reused": True, "wall_seconds": seconds}
+    resume = same and (last.is_file() or last.with_name("last.prev.pt").is_file())
+    t0 = time.perf_counter()
+    runner.train(cfg, out, resume=resume, progress=False, overwrite=not resume)
+    final = json.loads(final_path.read_text())
+    return {
+        **final,
+        "reused": False,
+        "resumed": resume,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+def in_pool(fn: Callable[[J], R], jobs: Iterable[J], processes: int) -> list[R]:
+    """``[fn(job) for job in jobs]``, ``processes`` at a time, each job in a fresh (spawned)
+    process so that its thread count and RNG are its own; results in the jobs' order."""
+    jobs = list(jobs)
+    if processes <= 1:
+        return [fn(job) for job in jobs]
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(fn, jobs))

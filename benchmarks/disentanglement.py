@@ -19,17 +19,14 @@ Two protocols, one script:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result
+from common import in_pool, run_or_reuse, write_result
 
 METHODS = {  # name -> (label, packaged experiment); the VAE first: the baseline
     "vae": ("VAE (beta-VAE, beta=1)", "disentangle-vae-dsprites"),
@@ -96,24 +93,12 @@ PUBLISHED_MIG_POINTS = 10000  # disentanglement_lib's MIG sample; Chen et al.'s 
 
 def train_one(job: tuple[str, str, list[str], str, int, bool]) -> dict[str, Any]:
     label, experiment, sets, out, threads, reuse = job
-    import torch
 
-    from dgm import experiments
     from dgm.experiments import runner
     from dgm.metrics import MetricSettings, disentanglement_metrics
 
-    torch.set_num_threads(threads)
-    cfg = experiments.load(experiment, sets)
-    path = Path(out) / "final_metrics.json"
-    t0 = time.perf_counter()
-    done = reuse and path.is_file()
-    if done:  # a finished run of this protocol: only the published-size MIG is (re)computed
-        done = json.loads(path.read_text()).get("train_steps") == cfg.train.steps
-    if not done:
-        runner.train(cfg, Path(out), progress=False, overwrite=True)
-    final = json.loads(path.read_text())
-    final["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    final["reused"] = bool(done)
+    # a finished run of this protocol: only the published-size MIG is computed again
+    final = run_or_reuse(experiment, sets, out, reuse, threads)
     final["label"] = label
     final["run"] = out
     # both MIGs again with the published number of points (the estimates' noise floor at the
@@ -179,8 +164,7 @@ def main() -> None:
                 (label, experiment, overrides(args, seed), str(out), args.threads, args.reuse)
             )
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        results = list(pool.map(train_one, jobs))
+    results = in_pool(train_one, jobs, args.jobs)
     wall = time.perf_counter() - t0
     by_label: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     for r in results:

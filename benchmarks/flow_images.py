@@ -26,19 +26,13 @@ conv networks, and without its learning-rate decay (dgm's trainer has no schedul
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result
-from dgm import experiments
-from dgm.experiments import runner
+from common import in_pool, run_or_reuse, write_result
 from dgm.models.flow_model import FLOWS
 
 # Test bits/dim on MNIST as the issue cites them: RealNVP and Glow as tabulated by FFJORD
@@ -93,21 +87,7 @@ def train_one(job: tuple[str, list[str], str, int, bool]) -> dict:
     which include the median test bits/dim and the images worse than a uniform model (a mean
     can hide a few images the model finds astronomically unlikely)."""
     _, sets, out, threads, reuse = job
-    torch.set_num_threads(threads)
-    cfg = experiments.load("flow-digits-glow", sets)
-    path = Path(out) / "final_metrics.json"
-    done = reuse and path.is_file()
-    if done:  # a finished run of this budget: only evaluated again
-        done = json.loads(path.read_text()).get("train_steps") == cfg.train.steps
-    t0 = time.perf_counter()
-    if done:
-        runner.evaluate(out)
-    else:
-        runner.train(cfg, Path(out), progress=False, overwrite=True)
-    final = json.loads(path.read_text())
-    final["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    final["reused"] = bool(done)
-    return final
+    return run_or_reuse("flow-digits-glow", sets, out, reuse, threads, evaluate_again=True)
 
 
 def main() -> None:
@@ -149,8 +129,7 @@ def main() -> None:
         (family, overrides(args, family), str(run_dir(args, family)), args.threads, args.reuse)
         for family in args.families
     ]
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        finals = list(pool.map(train_one, jobs))
+    finals = in_pool(train_one, jobs, args.jobs)
     rows, payload = [], {}
     for family, final in zip(args.families, finals, strict=True):
         payload[family] = final

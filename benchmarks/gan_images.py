@@ -17,19 +17,13 @@ of dgm's classifier (trained deterministically on the data at hand, see
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result
-from dgm import experiments
-from dgm.experiments import runner
+from common import in_pool, run_or_reuse, write_result
 
 EXPERIMENT = {
     "stacked_mnist": "gan-stacked-mnist-dcgan",
@@ -65,20 +59,7 @@ def overrides(args: argparse.Namespace, data: str, variant: str) -> list[str]:
 
 def train_one(job: tuple[str, list[str], str, int, bool]) -> dict:
     name, sets, out, threads, reuse = job
-    torch.set_num_threads(threads)
-    cfg = experiments.load(name, sets)
-    path = Path(out) / "final_metrics.json"
-    if (
-        reuse
-        and path.is_file()
-        and json.loads(path.read_text()).get("train_steps") == cfg.train.steps
-    ):
-        return {**json.loads(path.read_text()), "reused": True}
-    t0 = time.perf_counter()
-    runner.train(cfg, Path(out), progress=False, overwrite=True)
-    final = json.loads((Path(out) / "final_metrics.json").read_text())
-    final["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    return final
+    return run_or_reuse(name, sets, out, reuse, threads)
 
 
 def main() -> None:
@@ -110,8 +91,7 @@ def main() -> None:
         )
         for d, v in keys
     ]
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        finals = list(pool.map(train_one, jobs))
+    finals = in_pool(train_one, jobs, args.jobs)
     rows, payload = [], {}
     for (data, variant), final in zip(keys, finals, strict=True):
         payload.setdefault(data, {})[variant] = final

@@ -25,21 +25,15 @@ PacGAN's TensorFlow/Theano code; VEEGAN's own runs).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result
-from dgm import experiments
-from dgm.experiments import runner
+from common import in_pool, run_or_reuse, write_result
 
 VARIANTS: dict[str, list[str]] = {
     "gan": [],
@@ -99,22 +93,7 @@ def overrides(data: str, variant: str, seed: int, steps: int) -> list[str]:
 def train_one(job: tuple[str, list[str], str, int, bool]) -> dict:
     """Train one (data, variant, seed) in its own process; its final metrics."""
     name, sets, out, threads, reuse = job
-    torch.set_num_threads(threads)
-    cfg = experiments.load(name, sets)
-    path = Path(out) / "final_metrics.json"
-    if (
-        reuse
-        and path.is_file()
-        and json.loads(path.read_text()).get("train_steps") == cfg.train.steps
-    ):
-        final = json.loads(path.read_text())
-        final["reused"] = True
-        return final
-    t0 = time.perf_counter()
-    runner.train(cfg, Path(out), progress=False, overwrite=True)
-    final = json.loads(path.read_text())
-    final["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    return final
+    return run_or_reuse(name, sets, out, reuse, threads)
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -169,8 +148,7 @@ def main() -> None:
                 sets = overrides(data, variant, seed, steps)
                 jobs.append((experiment[data], sets, str(out), args.threads, args.reuse))
                 keys.append((data, variant, seed))
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        finals = list(pool.map(train_one, jobs))
+    finals = in_pool(train_one, jobs, args.jobs)
     payload: dict[str, dict[str, list[dict]]] = {}
     for (data, variant, _), final in zip(keys, finals, strict=True):
         payload.setdefault(data, {}).setdefault(variant, []).append(final)

@@ -25,15 +25,13 @@ reverse AIS on ``--bdmc-points`` digits simulated from each trained model.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dgm
-from common import ais_beside, write_result
-from dgm import experiments
+from common import ais_beside, run_or_reuse, write_result
 from dgm.experiments import runner
 
 # experiment: (what it is, published test log p(x), source and protocol)
@@ -115,13 +113,10 @@ def main() -> None:
     for name in args.models:
         what, paper, source = MODELS[name]
         run_dir = args.runs / name
-        if not (args.reuse and (run_dir / "final_metrics.json").is_file()):
-            sets = PAPER_PROTOCOL[name] if args.protocol == "paper" else []
-            sets = sets + ([f"train.device={args.device}"] if args.device else [])
-            cfg = experiments.load(name, sets)
-            print(f"{name}: training ({args.protocol} protocol) into {run_dir}", flush=True)
-            runner.train(cfg, run_dir, progress=False, overwrite=True)
-        final = json.loads((run_dir / "final_metrics.json").read_text())
+        sets = PAPER_PROTOCOL[name] if args.protocol == "paper" else []
+        sets = sets + ([f"train.device={args.device}"] if args.device else [])
+        print(f"{name}: training ({args.protocol} protocol) into {run_dir}", flush=True)
+        final = run_or_reuse(name, sets, run_dir, args.reuse)
         config = runner.load_config(run_dir)
         print(
             f"{name}: AIS on {args.ais_points} test digits, BDMC on {args.bdmc_points}", flush=True
