@@ -67,6 +67,16 @@ def resumable(default: Any = dataclasses.MISSING, factory: Callable[[], Any] | N
     return field(default=default, metadata={"resumable": True})
 
 
+def read_when(condition: Callable[[Any], bool], says: str, spec: Any) -> Any:
+    """``spec`` (a field from the helpers above) for a setting that is read only where
+    ``condition(section)`` holds (``says``: that condition in words, e.g.
+    ``"eval.estimator=ais"``); elsewhere a value other than its default is refused."""
+    meta = {**spec.metadata, "when": (condition, says)}
+    if spec.default_factory is not dataclasses.MISSING:
+        return field(default_factory=spec.default_factory, metadata=meta)
+    return field(default=spec.default, metadata=meta)
+
+
 @dataclass(kw_only=True)
 class Options:
     """The settings of one component; ``name`` is the component's name in its table."""
@@ -117,5 +127,6 @@ __all__ = [
     "choice",
     "make_options",
     "option_names",
+    "read_when",
     "resumable",
 ]

@@ -42,6 +42,12 @@ RESOLVED = Path(__file__).parent / "resolved_before_issue27"
         ("flow-moons", "preprocess.logit_alpha=0.1", "applies to images"),
         ("vae-mnist", "model.posterior.flow_length=4", "posterior 'diagonal' does not take"),
         ("vae-mnist", "model.prior.components=4", "prior 'normal' does not take 'components'"),
+        # settings read only where another one says so
+        ("vae-mnist", "eval.ais_steps=3", "eval.ais_steps is read only when eval.estimator=ais"),
+        ("vae-mnist", "eval.bdmc_points=7", "read only when eval.estimator=ais"),
+        ("vae-mnist", "objective.hmc_leapfrog=3", "read only when objective.hmc_steps > 0"),
+        ("vae-mnist", "train.lr_final=0.1", "read only when train.lr_schedule decays"),
+        ("disentangle-vae-dsprites", "eval.score_batch=8", None),  # default metrics: read
         ("quickstart", "objective.name=reinforce", None),  # a valid switch, for contrast
     ],
 )
@@ -53,13 +59,42 @@ def test_a_setting_the_chosen_component_does_not_read_is_refused_in_one_line(
     tmp_path: Path,
 ) -> None:
     if message is None:
-        assert load(experiment, [assignment]).objective.name == "reinforce"
+        load(experiment, [assignment])
         return
     code = main(["train", experiment, "--smoke", "--set", assignment, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and not (tmp_path / "config.yaml").exists()
     assert err.startswith("dgm: config error:") and err.count("\n") == 1, err
     assert message in err, err
+
+
+def test_a_setting_read_only_with_another_is_refused_alone_and_taken_with_it() -> None:
+    for alone, switch in (
+        (["eval.ais_steps=3"], ["eval.estimator=ais"]),
+        (["objective.hmc_leapfrog=3"], ["objective.hmc_steps=1"]),
+        (["train.lr_final=0.2"], ["train.lr_schedule=cosine"]),
+    ):
+        with pytest.raises(ConfigError, match="is read only when"):
+            load("vae-mnist", alone)
+        load("vae-mnist", [*alone, *switch])  # in either order: checked after all overrides
+        load("vae-mnist", [*switch, *alone])
+    with pytest.raises(ConfigError, match="compile_mode is read only when train.compile is on"):
+        load("vae-mnist", ["train.compile=off", "train.compile_mode=max-autotune"])
+    load("vae-mnist", ["train.compile=on", "train.compile_mode=max-autotune"])
+    air = ["objective.name=vimco", "objective.baseline_hidden=8"]
+    with pytest.raises(ConfigError, match="the guide has per-step baselines"):
+        load("air-multi-mnist-cpu", air)
+    load("air-multi-mnist-cpu", [*air, "objective.baselines=true"])
+
+
+def test_a_run_directory_keeps_loading_with_values_nothing_read() -> None:
+    raw = yaml.safe_load((RESOLVED / "vae-hmc-mnist.yaml").read_text())
+    raw["objective"]["hmc_steps"], raw["objective"]["hmc_leapfrog"] = 0, 9  # never read
+    cfg = parse(raw, "old", resolved=True)
+    check(cfg)
+    assert cfg.objective.hmc_leapfrog == 5  # type: ignore[attr-defined]  # its default again
+    with pytest.raises(ConfigError, match=r"does not take|is read only when"):
+        check(parse(raw, "a file"))
 
 
 def test_the_refusal_names_the_key_the_component_what_it_takes_and_who_takes_it() -> None:

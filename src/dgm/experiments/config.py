@@ -22,7 +22,15 @@ from typing import Any
 import yaml
 
 from ..compiling import COMPILE_MODES, TORCH_COMPILE_MODES
-from ..options import UnknownOptionError, above, at_least, choice, option_names, resumable
+from ..options import (
+    UnknownOptionError,
+    above,
+    at_least,
+    choice,
+    option_names,
+    read_when,
+    resumable,
+)
 from ..train.distributed import DEVICES
 from ..train.loop import Schedule
 from ..train.lr_schedule import LR_SCHEDULES, lr_schedule
@@ -230,9 +238,10 @@ class TrainConfig:
     batch_size: int = at_least(1, 100)
     lr: float = above(0, 1e-3, resumable=True)
     lr_schedule: str = choice(LR_SCHEDULES, "constant", resumable=True)
-    lr_final: float | None = resumable(
-        None
-    )  # the factor a decaying schedule ends at (None: its own)
+    # the factor a decaying schedule ends at (None: its own)
+    lr_final: float | None = read_when(
+        lambda t: t.lr_schedule != "constant", "train.lr_schedule decays", resumable(None)
+    )
     adam_eps: float = above(0, 1e-8)
     grad_clip: float | None = above(0, None)
     seed: int = at_least(0, 0)
@@ -245,7 +254,11 @@ class TrainConfig:
     device: str = choice(DEVICES, "auto")
     # torch.compile for the step's losses (dgm.compiling): auto compiles on CUDA only
     compile: str = choice(COMPILE_MODES, "auto", resumable=True)
-    compile_mode: str = choice(TORCH_COMPILE_MODES, "default", resumable=True)
+    compile_mode: str = read_when(
+        lambda t: t.compile != "off",
+        "train.compile is on or auto",
+        choice(TORCH_COMPILE_MODES, "default", resumable=True),
+    )
 
     def schedule(self) -> Schedule:
         """The loop's schedule: the fields this section shares with ``Schedule``."""
@@ -518,8 +531,33 @@ def validate(cfg: Any, prefix: str = "") -> None:
             if options is not None and item not in options:
                 raise ConfigError(_not_one_of(key, item, options))
         _check_range(key, value, f.metadata.get("min"), f.metadata.get("gt"))
+        when = f.metadata.get("when")
+        if when is not None and not when[0](cfg) and value != _default(f):
+            raise ConfigError(
+                f"{key} is read only when {when[1]}; here it would be ignored: leave it out, "
+                "or set that too"
+            )
     if prefix == "":
         cfg.check()
+
+
+def reset_unread(cfg: Any) -> None:
+    """Put back at their defaults the settings nothing reads in ``cfg`` (a ``read_when``
+    condition that fails): a run directory's configuration written before they were
+    refused holds such values, which had no effect on that run."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            reset_unread(value)
+        when = f.metadata.get("when")
+        if when is not None and not when[0](cfg):
+            setattr(cfg, f.name, _default(f))
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 __all__ = [
@@ -540,6 +578,7 @@ __all__ = [
     "component_of",
     "config_errors",
     "from_dict",
+    "reset_unread",
     "resumable",
     "resumable_keys",
     "to_dict",

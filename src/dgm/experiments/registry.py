@@ -27,6 +27,7 @@ from .config import (
     apply_overrides,
     apply_smoke,
     from_dict,
+    reset_unread,
     valid_keys,
     validate,
 )
@@ -156,7 +157,10 @@ def parse(raw: Any, source: str, resolved: bool = False) -> RunConfig:
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     try:
-        return typing.cast(RunConfig, from_dict(raw, cls.Config))
+        cfg = typing.cast(RunConfig, from_dict(raw, cls.Config))
+        if resolved:  # values written before they were refused had no effect on the run
+            reset_unread(cfg)
+        return cfg
     except UnknownKeyError as err:
         raise ConfigError(f"{source}: {_foreign(err, name)}") from None
     except ConfigError as err:

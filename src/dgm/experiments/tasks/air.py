@@ -40,7 +40,7 @@ from ...nn.mlp import ACTIVATIONS
 from ...nn.spatial import where_to_box
 from ...objectives import OBJECTIVES, elbo, iwae, log_weights
 from ...objectives.registry import IWAEOptions, ParticleOptions
-from ...options import Options
+from ...options import Options, read_when
 from ...ppl import replay, trace
 from ...report import boxes_grid
 from ...train.optim import adam
@@ -87,7 +87,13 @@ class StepBaselineOptions:
 
     # None: on for the single-particle score-function objectives (elbo, reinforce)
     baselines: bool | None = None
-    baseline_hidden: int = at_least(1, 256)  # hidden units of the baseline LSTM and its head
+    # hidden units of the baseline LSTM and its head
+    baseline_hidden: int = read_when(
+        lambda o: uses_baselines(o),
+        "the guide has per-step baselines (objective.baselines, on by default for elbo and "
+        "reinforce)",
+        at_least(1, 256),
+    )
 
 
 @dataclass(kw_only=True)

@@ -87,8 +87,11 @@ class DisentangleEvalConfig(AISEvalConfig):
     )
     num_train: int = at_least(2, 10000)  # points the metrics' predictors are fitted on
     num_test: int = at_least(2, 5000)  # points they are scored on
+    # the metrics' sizes stay settable whichever metrics a run (or `dgm eval --metrics`)
+    # computes: a file sets them for its protocol, a command may narrow the metrics
     score_batch: int = at_least(2, 64)  # factor-vae / beta-vae scores: images per vote
-    bins: int = at_least(2, 20)  # mig / modularity: histogram bins per code dimension
+    # mig, modularity, the validation MIG and the report's heatmap: bins per code dimension
+    bins: int = at_least(2, 20)
     chen_points: int = at_least(2, 10000)  # mig[chen2018]: the data set q(z) is mixed over
     chen_samples: int = at_least(1, 10000)  # mig[chen2018]: entropy samples
     seed: int = at_least(0, 0)  # the metrics' own random draws

@@ -34,7 +34,7 @@ from ...models.priors import PRIORS
 from ...nn import MLP
 from ...objectives import OBJECTIVES, MCMCFromQ, iwae, log_weights
 from ...objectives.registry import NVILOptions, ObjectiveContext
-from ...options import Options, option_names
+from ...options import Options, option_names, read_when
 from ...ppl import replay, trace
 from ...report import image_grid
 from ...train import Step, SurrogateStep
@@ -87,6 +87,11 @@ class EvalConfig:
     batch_size: int = at_least(1, 100)
 
 
+def _ais(spec: Any) -> Any:
+    """A setting of AIS, read only with ``eval.estimator=ais``."""
+    return read_when(lambda e: e.estimator == "ais", "eval.estimator=ais", spec)
+
+
 @dataclass(kw_only=True)
 class AISEvalConfig(EvalConfig):
     """Final evaluation, and for models with continuous latents that HMC can move, with
@@ -95,13 +100,13 @@ class AISEvalConfig(EvalConfig):
     ``bdmc_points`` points simulated from the model (``dgm.infer.ais``, ``dgm.infer.bdmc``)."""
 
     estimator: str = choice(ESTIMATORS, "iwae")
-    ais_points: int = at_least(1, 500)
-    ais_steps: int = at_least(1, 500)  # transitions from q (or the prior) to p(z | x)
-    ais_chains: int = at_least(1, 8)
-    ais_leapfrog: int = at_least(1, 5)
-    ais_schedule: str = choice(SCHEDULES, "sigmoidal")
-    ais_start: str = choice(STARTS, "guide")
-    bdmc_points: int = at_least(0, 100)  # simulated points for the BDMC gap (0: none)
+    ais_points: int = _ais(at_least(1, 500))
+    ais_steps: int = _ais(at_least(1, 500))  # transitions from q (or the prior) to p(z | x)
+    ais_chains: int = _ais(at_least(1, 8))
+    ais_leapfrog: int = _ais(at_least(1, 5))
+    ais_schedule: str = _ais(choice(SCHEDULES, "sigmoidal"))
+    ais_start: str = _ais(choice(STARTS, "guide"))
+    bdmc_points: int = _ais(at_least(0, 100))  # simulated points for the BDMC gap (0: none)
 
 
 @dataclass(kw_only=True)

@@ -19,7 +19,7 @@ from ...models.vae import LIKELIHOODS, VAEGuide, VAEModel
 from ...nn.mlp import ACTIVATIONS
 from ...objectives import OBJECTIVES, MCMCFromQ
 from ...objectives.registry import IWAEOptions, ParticleOptions
-from ...options import Options
+from ...options import Options, read_when
 from ..config import ConfigError, above, at_least, choice, component, resumable
 from .latent import (
     AISEvalConfig,
@@ -44,15 +44,21 @@ class VAEModelConfig:
     prior: Options = component(PRIORS, "normal")
 
 
+def _hmc(spec: Any) -> Any:
+    """A setting of the HMC kernel, read only with ``objective.hmc_steps`` > 0."""
+    return read_when(lambda o: o.hmc_steps > 0, "objective.hmc_steps > 0", spec)
+
+
 @dataclass(kw_only=True)
 class MCMCFromQOptions:
     """A bound's samples refined by HMC on p(z | x) before the decoder learns from them
     (Hoffman 2017; ``dgm.objectives.MCMCFromQ``)."""
 
     hmc_steps: int = at_least(0, 0)  # HMC transitions per training step (0: no refinement)
-    hmc_leapfrog: int = at_least(1, 5)  # leapfrog steps per transition
-    hmc_step_size: float = above(0, 0.05)  # initial step size (adapted to hmc_target_accept)
-    hmc_target_accept: float = above(0, 0.8)
+    hmc_leapfrog: int = _hmc(at_least(1, 5))  # leapfrog steps per transition
+    # the initial step size (adapted toward hmc_target_accept)
+    hmc_step_size: float = _hmc(above(0, 0.05))
+    hmc_target_accept: float = _hmc(above(0, 0.8))
 
 
 @dataclass(kw_only=True)
