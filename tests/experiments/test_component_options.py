@@ -78,7 +78,7 @@ def test_a_setting_read_only_with_another_is_refused_alone_and_taken_with_it() -
             load("vae-mnist", alone)
         load("vae-mnist", [*alone, *switch])  # in either order: checked after all overrides
         load("vae-mnist", [*switch, *alone])
-    with pytest.raises(ConfigError, match="compile_mode is read only when train.compile is on"):
+    with pytest.raises(ConfigError, match=r"compile_mode is read only when train.compile is on"):
         load("vae-mnist", ["train.compile=off", "train.compile_mode=max-autotune"])
     load("vae-mnist", ["train.compile=on", "train.compile_mode=max-autotune"])
     air = ["objective.name=vimco", "objective.baseline_hidden=8"]
