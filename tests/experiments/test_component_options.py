@@ -189,3 +189,26 @@ def test_moved_settings_keep_their_values() -> None:
 
     _, guide = AIRTask(cfg).programs(32 * 32)
     assert isinstance(guide, AIRGuide) and guide.baseline_rnn.hidden_size == 32  # type: ignore[union-attr]
+
+
+def test_what_a_component_needs_beyond_its_options_is_asked_for_by_name() -> None:
+    import torch
+
+    from dgm.experiments.registry import TASKS
+    from dgm.models.flow_model import FLOWS, build_flow
+    from dgm.models.priors import PRIORS
+
+    with pytest.raises(ValueError, match=r"factor-vae needs its discriminator"):
+        OBJECTIVES.build("factor-vae")
+    with pytest.raises(ValueError, match=r"the VampPrior mixes q\(z \| u\): it needs the guide's"):
+        PRIORS.create(PRIORS.options("vamp"), 3, 6, None)
+    with pytest.raises(TypeError, match=r"give options either as an options object or as"):
+        build_flow(FLOWS.options("realnvp"), (2,), steps=3)
+    with pytest.raises(TypeError, match=r"task 'vae' has no options class"):
+        TASKS.options("vae")
+    assert torch.is_tensor(build_flow("nsf", (2,), bins=4).log_prob(torch.zeros(1, 2)))
+
+
+def test_factor_vae_refuses_a_guide_learning_rate_it_has_no_optimizer_for() -> None:
+    with pytest.raises(ConfigError, match=r"train.guide_lr: objective.name=factor-vae trains"):
+        load("disentangle-factor-vae-dsprites", ["train.guide_lr=1e-3"])

@@ -209,11 +209,8 @@ class GANTask(Task[GANConfig]):
         e, data = raw.get("eval"), raw.get("data")
         name = data.get("name") if isinstance(data, dict) else None
         if resolved and isinstance(e, dict) and isinstance(name, str) and name in DATASETS:
-            for key in [
-                k for k in e if k in EVAL_DEFAULTS or k in ("classifier", "classifier_steps")
-            ]:
-                if not applies(key, name):
-                    del e[key]
+            for key in [k for k in e if k in APPLIES_TO and not applies(k, name)]:
+                del e[key]
         return super().migrate(raw, resolved)
 
     @classmethod
