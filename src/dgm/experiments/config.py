@@ -143,6 +143,22 @@ def component(
     )
 
 
+def extended(table: Any, names: Collection[str], mixin: type) -> dict[str, type]:
+    """For each of ``names``, its options class in ``table`` with the fields of ``mixin`` (a
+    kw-only dataclass) added: a task's own settings of some components, as ``component``'s
+    ``variants`` (the VAE's bounds take MCMC from q's settings, AIR's site-baseline
+    estimators the per-step baselines'). Names sharing an options class share the result."""
+    made: dict[type, type] = {}
+    for name in names:
+        base = table[name].options
+        if base not in made:
+            cls = type(
+                f"{mixin.__name__}{base.__name__}", (mixin, base), {"__doc__": mixin.__doc__}
+            )
+            made[base] = dataclass(kw_only=True)(cls)
+    return {name: made[table[name].options] for name in names}
+
+
 def component_of(f: dataclasses.Field[Any]) -> Component | None:
     """The ``Component`` a field declares, or ``None``."""
     return f.metadata.get("component")
@@ -577,6 +593,7 @@ __all__ = [
     "component",
     "component_of",
     "config_errors",
+    "extended",
     "from_dict",
     "reset_unread",
     "resumable",

@@ -39,12 +39,11 @@ from ...models.air import LIKELIHOODS, AIRGuide, AIRModel, read_steps
 from ...nn.mlp import ACTIVATIONS
 from ...nn.spatial import where_to_box
 from ...objectives import OBJECTIVES, elbo, iwae, log_weights
-from ...objectives.registry import IWAEOptions, ParticleOptions
 from ...options import Options, read_when
 from ...ppl import replay, trace
 from ...report import boxes_grid
 from ...train.optim import adam
-from ..config import ConfigError, TrainConfig, above, at_least, choice, resumable
+from ..config import ConfigError, TrainConfig, above, at_least, choice, extended, resumable
 from ..task import Parts, Picture
 from .data import ImageDataConfig
 from .latent import (
@@ -96,23 +95,8 @@ class StepBaselineOptions:
     )
 
 
-@dataclass(kw_only=True)
-class ELBOWithBaselinesOptions(StepBaselineOptions, ParticleOptions):
-    """The ELBO's score-function estimator, with the guide's per-step baselines."""
-
-
-@dataclass(kw_only=True)
-class IWAEWithBaselinesOptions(StepBaselineOptions, IWAEOptions):
-    """The K-particle bound (VIMCO's control variates), optionally with per-step baselines."""
-
-
 # the estimators that honour a site's baseline take the per-step baselines' settings
-AIR_OBJECTIVES: dict[str, type] = {
-    n: IWAEWithBaselinesOptions
-    if OBJECTIVES[n].options is IWAEOptions
-    else ELBOWithBaselinesOptions
-    for n in OBJECTIVES.names(site_baselines=True)
-}
+AIR_OBJECTIVES = extended(OBJECTIVES, OBJECTIVES.names(site_baselines=True), StepBaselineOptions)
 
 
 @dataclass(kw_only=True)

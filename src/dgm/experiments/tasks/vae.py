@@ -18,9 +18,9 @@ from ...models.priors import PRIORS
 from ...models.vae import LIKELIHOODS, VAEGuide, VAEModel
 from ...nn.mlp import ACTIVATIONS
 from ...objectives import OBJECTIVES, MCMCFromQ
-from ...objectives.registry import IWAEOptions, ParticleOptions
+from ...objectives.registry import ParticleOptions
 from ...options import Options, read_when
-from ..config import ConfigError, above, at_least, choice, component, resumable
+from ..config import ConfigError, above, at_least, choice, component, extended, resumable
 from .latent import (
     AISEvalConfig,
     LatentConfig,
@@ -51,8 +51,8 @@ def _hmc(spec: Any) -> Any:
 
 @dataclass(kw_only=True)
 class MCMCFromQOptions:
-    """A bound's samples refined by HMC on p(z | x) before the decoder learns from them
-    (Hoffman 2017; ``dgm.objectives.MCMCFromQ``)."""
+    """The bound, optionally with its samples refined by HMC on p(z | x) before the decoder
+    learns from them (Hoffman 2017; ``dgm.objectives.MCMCFromQ``)."""
 
     hmc_steps: int = at_least(0, 0)  # HMC transitions per training step (0: no refinement)
     hmc_leapfrog: int = _hmc(at_least(1, 5))  # leapfrog steps per transition
@@ -61,22 +61,10 @@ class MCMCFromQOptions:
     hmc_target_accept: float = _hmc(above(0, 0.8))
 
 
-@dataclass(kw_only=True)
-class ELBOWithMCMCOptions(MCMCFromQOptions, ParticleOptions):
-    """The ELBO, optionally with q's samples refined by HMC."""
-
-
-@dataclass(kw_only=True)
-class IWAEWithMCMCOptions(MCMCFromQOptions, IWAEOptions):
-    """The IWAE bound, optionally with q's samples refined by HMC."""
-
-
-# the bound (OBJECTIVES' capability) -> the options of an objective that is that bound
-BOUND_OPTIONS: dict[str, type] = {"elbo": ELBOWithMCMCOptions, "iwae": IWAEWithMCMCOptions}
-# the objectives whose samples MCMC from q refines take its settings too
-VAE_OBJECTIVES = {
-    n: BOUND_OPTIONS[OBJECTIVES[n].bound] for n in OBJECTIVES.names() if OBJECTIVES[n].bound
-}
+# the objectives that are a bound (which MCMC from q refines) take its settings too
+VAE_OBJECTIVES = extended(
+    OBJECTIVES, [n for n in OBJECTIVES.names() if OBJECTIVES[n].bound], MCMCFromQOptions
+)
 
 
 @dataclass(kw_only=True)
