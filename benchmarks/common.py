@@ -239,8 +239,7 @@ def run_or_reuse(
     ``evaluate_again``: a finished run kept is evaluated again (metrics added since).
     """
     from dgm import experiments
-    from dgm.experiments import runner
-    from dgm.experiments.config import to_dict
+    from dgm.experiments import rundir, runner
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -249,11 +248,11 @@ def run_or_reuse(
     final_path, last = out / "final_metrics.json", out / "checkpoints" / "last.pt"
     same = False
     if reuse and (out / "config.yaml").is_file():
-        saved, now = to_dict(runner.load_config(out)), to_dict(cfg)
-        same = saved == now
+        differ = rundir.differences(runner.load_config(out), cfg)
+        same = not differ
         if not same:
-            differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-            print(f"{out}: another configuration ({', '.join(differ)} differ): trained afresh")
+            listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differ.items())
+            print(f"{out}: another configuration ({listed}): trained afresh")
     if same and final_path.is_file():
         t0 = time.perf_counter()
         if evaluate_again:

@@ -29,7 +29,7 @@ def test_a_run_is_reused_only_with_the_same_configuration_and_resumed_when_cut_s
     assert again["reused"] is True and again["test_elbo"] == first["test_elbo"]
     # another setting: trained afresh, the earlier run archived beside it, and said why
     other = run_or_reuse("quickstart", [*sets, "train.lr=0.002"], out, reuse=True)
-    assert other["reused"] is False and "train" in capsys.readouterr().out
+    assert other["reused"] is False and "train.lr: 0.001 -> 0.002" in capsys.readouterr().out
     assert len(list(tmp_path.glob("run.archived-*"))) == 1
     # a run cut short (no final metrics) with this configuration continues from its checkpoint
     (out / "final_metrics.json").unlink()

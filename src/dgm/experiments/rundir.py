@@ -37,12 +37,17 @@ def _flatten(raw: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def changes_on_resume(saved: RunConfig, new: RunConfig) -> dict[str, list[Any]]:
-    """The resumable settings that differ (``key -> [old, new]``); raise for any other."""
+def differences(saved: RunConfig, new: RunConfig) -> dict[str, list[Any]]:
+    """The settings that differ between two configurations, by dotted key: ``[old, new]``."""
     old, now = _flatten(to_dict(saved)), _flatten(to_dict(new))
-    differ = {
+    return {
         k: [old.get(k), now.get(k)] for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k)
     }
+
+
+def changes_on_resume(saved: RunConfig, new: RunConfig) -> dict[str, list[Any]]:
+    """The resumable settings that differ (``key -> [old, new]``); raise for any other."""
+    differ = differences(saved, new)
     allowed = set(resumable_keys(type(new)))
     refused = {k: v for k, v in differ.items() if k not in allowed}
     if refused:
