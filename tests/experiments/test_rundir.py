@@ -45,8 +45,10 @@ def test_resume_applies_a_changed_learning_rate_and_records_it(tmp_path: Path) -
     assert saved["step"] == 12
     assert saved["optimizers"][0]["param_groups"][0]["lr"] == pytest.approx(1e-4)
     (change,) = [r for r in records(out) if "config_change" in r]
+    assert change.pop("resumed_at")  # when: a time stamp
     assert change == {
         "step": 8,
+        "resumed_from": "last.pt",
         "config_change": {"train.lr": [0.001, 0.0001], "train.steps": [8, 12]},
     }
 
@@ -123,7 +125,8 @@ def test_an_unreadable_last_checkpoint_falls_back_to_the_previous_one(
     err = capsys.readouterr().err
     assert "last.pt cannot be read; resuming from" in err and "last.prev.pt" in err
     assert "removed" in err and not (ck / ".last.pt.x1y2.tmp").exists()
-    assert {"step": 4, "resumed_from": "last.prev.pt"} in records(out)
+    resumes = [r for r in records(out) if "resumed_from" in r]
+    assert [(r["step"], r["resumed_from"]) for r in resumes] == [(4, "last.prev.pt")]
     assert checkpoint.load(ck / "last.pt")["step"] == 8
     (ck / "last.pt").write_bytes(b"")
     (ck / "last.prev.pt").write_text("not a checkpoint")
@@ -175,14 +178,23 @@ def test_eval_reads_the_newest_checkpoint_it_can(
 ) -> None:
     out = tmp_path / "run"
     assert train(out) == 0
+    capsys.readouterr()
     (out / "checkpoints" / "best.pt").write_bytes(b"garbage")
     assert main(["eval", str(out), "--num-particles", "3"]) == 0
-    assert "best.pt cannot be read; trying the next checkpoint" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "best.pt cannot be read" in captured.err
+    assert "evaluating " in captured.err and "last.pt (step 8) instead" in captured.err
+    assert "eval_checkpoint                  last.pt" in captured.out
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert (final["eval_checkpoint"], final["eval_step"]) == ("last.pt", 8)
     (out / "checkpoints" / "last.pt").write_bytes(b"")
-    assert main(["eval", str(out), "--num-particles", "3"]) == 0  # last.prev.pt
+    assert main(["eval", str(out), "--num-particles", "3"]) == 0  # last.prev.pt, said
+    assert "last.prev.pt (step 4) instead" in capsys.readouterr().err
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert (final["eval_checkpoint"], final["eval_step"]) == ("last.prev.pt", 4)
     (out / "checkpoints" / "last.prev.pt").write_bytes(b"")
     assert main(["eval", str(out), "--num-particles", "3"]) == 1
-    assert "dgm: error: the checkpoint" in capsys.readouterr().err
+    assert "dgm: error: no readable checkpoint: the checkpoint" in capsys.readouterr().err
 
 
 def test_resume_and_overwrite_together_are_refused(

@@ -98,6 +98,8 @@ def test_checkpoints_hold_everything_and_leave_no_temporary_files(tmp_path: Path
         "objective",
         "optimizers",
         "rng",
+        "seconds",
+        "cpu_seconds",
         "best",
         "bad_validations",
     }

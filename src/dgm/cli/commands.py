@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import errno
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import experiments
+from .. import experiments, progress
 from ..compiling import CompileError
 from ..data import ChecksumError, DataNotFoundError
+from ..experiments import rundir
 from ..experiments.config import ConfigError, RunKindError
 from ..experiments.rundir import RunDirectoryError, RunLock
+from ..progress import say
 from ..train import NonFiniteLossError
 from ..train.checkpoint import CheckpointError
 from ..train.distributed import DEVICES
@@ -31,6 +34,10 @@ USER_ERRORS = (
     CheckpointError,
     CompileError,
 )
+
+
+# what a write to a read-only, forbidden or full place fails with
+WRITE_ERRORS = (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
 
 
 def _positive(text: str) -> int:
@@ -82,7 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=DEVICES,
         help="where to train (default: the config's train.device)",
     )
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (on a terminal) or progress lines (in a log)",
+    )
 
     e = sub.add_parser(
         "eval",
@@ -124,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override an evaluation setting for this evaluation, e.g. --set eval.batch_size=50",
     )
+    e.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
 
     s = sub.add_parser(
         "sample",
@@ -132,7 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("run_dir", type=Path)
     s.add_argument("-n", type=_positive, default=64, help="number of samples (default 64)")
-    s.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/samples.png)")
+    s.add_argument(
+        "--out",
+        type=Path,
+        help="PNG file (default: RUN_DIR/sampled/samples-<time>.png; the report's own "
+        "pictures are never replaced)",
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
     r = sub.add_parser(
         "report",
@@ -160,18 +178,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except ConfigError as err:
         if speaks:
-            print(f"dgm: config error: {err}", file=sys.stderr)
+            say(f"dgm: config error: {err}")
         return 2
     except USER_ERRORS as err:
         if speaks:
-            print(f"dgm: error: {err}", file=sys.stderr)
+            say(f"dgm: error: {err}")
+        return 1
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        if speaks:
+            where = f" {err.filename}" if err.filename else ""
+            say(
+                f"dgm: error: cannot write{where}: {err.strerror or err}; give a writable "
+                "directory (copy a read-only run directory somewhere writable first)"
+            )
         return 1
     except KeyboardInterrupt:
-        print(
-            "dgm: interrupted; `dgm train ... --out RUN_DIR --resume` continues from the last checkpoint",
-            file=sys.stderr,
-        )
+        say(_interrupted(getattr(args, "out_dir", None)))
         return 130
+
+
+def _interrupted(out: Path | None) -> str:
+    """What an interrupted command says: how to continue a run that has a checkpoint."""
+    if out is None:
+        return "dgm: interrupted"
+    if rundir.holds_run(out) and (out / "checkpoints").is_dir():
+        return f"dgm: interrupted; `dgm train ... --out {out} --resume` continues from the last checkpoint"
+    return (
+        f"dgm: interrupted before the first checkpoint; nothing to resume: the same command "
+        f"starts {out} afresh"
+    )
 
 
 def _print_metrics(metrics: dict[str, object]) -> None:
@@ -181,6 +218,8 @@ def _print_metrics(metrics: dict[str, object]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "no_progress", False):
+        progress.enable(False)
     if args.command == "list":
         catalogue = experiments.catalogue()
         width = max((len(n) for n in catalogue), default=0)
@@ -202,6 +241,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = args.out or Path("runs") / f"{cfg.name}-{stamp}"
+        args.out_dir = out
         report = runner.train(
             cfg, out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite
         )

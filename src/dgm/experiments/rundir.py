@@ -11,14 +11,16 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
+import shutil
 import socket
-import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..progress import say
 from .config import ConfigError, RunConfig, resumable_keys, to_dict
 
 LOCK = ".lock"
@@ -60,17 +62,59 @@ def changes_on_resume(saved: RunConfig, new: RunConfig) -> dict[str, list[Any]]:
     return {k: v for k, v in differ.items() if k in allowed}
 
 
+# what a run writes before its first checkpoint: a directory holding only these was
+# stopped before it saved anything to continue from, and starts afresh
+STARTED = ("config.yaml", "metrics.jsonl", "tensorboard", "checkpoints", LOCK)
+
+
+def holds_run(run: Path) -> bool:
+    """Whether ``run`` holds a run that can be continued or evaluated: a checkpoint or
+    final metrics."""
+    ck = run / "checkpoints"
+    saved = ("last.pt", "last.prev.pt", "best.pt")
+    return (run / "final_metrics.json").is_file() or any((ck / n).is_file() for n in saved)
+
+
 def prepare(run: Path, resume: bool, overwrite: bool) -> None:
     """Refuse a directory held by a live run or, without ``resume``, one that holds a run;
-    with ``overwrite``, move such a directory aside (``<name>.archived-<time>``) first."""
+    with ``overwrite``, move such a directory aside (``<name>.archived-<time>``) first.
+
+    A path that is a file, or a directory that holds other files than a run's, is refused;
+    a run that stopped before its first checkpoint (only its configuration and log) starts
+    afresh, and cannot be resumed.
+    """
+    if run.exists() and not run.is_dir():
+        raise RunDirectoryError(f"--out {run} is a file, not a directory; give a directory")
     holder = _live_holder(run)
     if holder is not None:
         raise RunDirectoryError(
             f"another run (pid {holder['pid']} on {holder['host']}, started {holder['started']}) "
             f"is writing to {run}; wait for it to finish, or give another --out"
         )
-    if resume or not run.is_dir() or all(p.name == LOCK for p in run.iterdir()):
-        return  # nothing there, or only the lock of a run that wrote nothing else
+    if resume:
+        if not holds_run(run):
+            raise RunDirectoryError(
+                f"cannot resume: {run} holds no checkpoint to continue from (a run stopped "
+                "before its first checkpoint starts again without --resume)"
+            )
+        return
+    if not run.is_dir():
+        return
+    found = sorted(p.name for p in run.iterdir())
+    if not holds_run(run):
+        foreign = [n for n in found if n not in STARTED]
+        if foreign:
+            raise RunDirectoryError(
+                f"{run} is not empty and holds no dgm run ({', '.join(foreign[:5])}"
+                f"{' ...' if len(foreign) > 5 else ''}); give another --out, an empty or new "
+                "directory"
+            )
+        if any(n != LOCK for n in found):
+            say(f"dgm: {run} holds a run stopped before its first checkpoint; starting it afresh")
+            for name in found:
+                if name != LOCK:
+                    _remove(run / name)
+        return
     if not overwrite:
         raise RunDirectoryError(
             f"{run} already holds a run; continue it with --resume, archive it and start afresh "
@@ -79,7 +123,14 @@ def prepare(run: Path, resume: bool, overwrite: bool) -> None:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     archive = run.with_name(f"{run.name}.archived-{stamp}")
     run.rename(archive)
-    print(f"dgm: moved the earlier run in {run} to {archive}", file=sys.stderr)
+    say(f"dgm: moved the earlier run in {run} to {archive}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _alive(pid: int) -> bool:
@@ -110,6 +161,13 @@ def _live_holder(run: Path) -> dict[str, Any] | None:
     return info
 
 
+def _unwritable(run: Path, err: OSError) -> str:
+    return (
+        f"cannot write to {run}: {err.strerror or err}; give a writable directory (--out), or "
+        "copy the run directory to one"
+    )
+
+
 class RunLock:
     """Hold ``run/.lock`` while a run writes ``run``; a stale lock is taken over with a note."""
 
@@ -122,7 +180,22 @@ class RunLock:
         }
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        run = self.path.parent
+        if run.exists() and not run.is_dir():
+            raise RunDirectoryError(f"{run} is a file, not a run directory; give a directory")
+        self.created = not run.exists()
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+            self._take()
+        except PermissionError as err:
+            raise RunDirectoryError(_unwritable(run, err)) from None
+        except OSError as err:
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+                raise RunDirectoryError(_unwritable(run, err)) from None
+            raise
+        return self
+
+    def _take(self) -> None:
         text = json.dumps(self.info)
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -134,10 +207,9 @@ class RunLock:
                     f"{self.path.parent}; wait for it to finish, or give another --out"
                 ) from None
             stale = _read_lock(self.path) or {}
-            print(
+            say(
                 f"dgm: taking over the lock of an earlier run in {self.path.parent} (pid "
-                f"{stale.get('pid', '?')} is no longer running)",
-                file=sys.stderr,
+                f"{stale.get('pid', '?')} is no longer running)"
             )
             tmp = self.path.with_name(f"{LOCK}.{os.getpid()}")
             tmp.write_text(text)
@@ -145,13 +217,23 @@ class RunLock:
         else:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
-        return self
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         if (_read_lock(self.path) or {}).get("pid") == os.getpid():
             self.path.unlink(missing_ok=True)
+        run = self.path.parent
+        if self.created and run.is_dir() and not any(run.iterdir()):
+            run.rmdir()  # a run that failed before writing anything leaves no directory
 
 
-__all__ = ["LOCK", "RunDirectoryError", "RunLock", "changes_on_resume", "prepare"]
+__all__ = [
+    "LOCK",
+    "RunDirectoryError",
+    "RunLock",
+    "changes_on_resume",
+    "differences",
+    "holds_run",
+    "prepare",
+]

@@ -9,17 +9,21 @@ the task's pictures with ``pictures.json`` (their captions) and ``report.html``.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
-import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
+from ..progress import say
 from ..report import write_report
+from ..seeds import derived_seed, seed_all
 from ..train import (
     Execution,
     FitResult,
@@ -31,13 +35,14 @@ from ..train import (
     run,
 )
 from ..train import resume as resume_state
-from ..train.metrics_log import MetricsLog
+from ..train.metrics_log import MetricsLog, read_metrics
 from . import rundir
 from .config import ConfigError, RunConfig, UnknownKeyError, apply_overrides, to_dict
 from .registry import check, parse, task_class
 from .task import Parts, Picture, Task, load_parts
 
 SUMMARY_KEYS = ("train_", "best_", "stopped_")  # the training summary in final_metrics.json
+EVALUATIONS = "evaluations.jsonl"  # one record per evaluation of the run, in order
 
 
 def create(cfg: RunConfig) -> Task[Any]:
@@ -80,6 +85,8 @@ def train(
     summary = {
         "train_steps": result.steps,
         "train_steps_planned": result.planned_steps,
+        # a run and each of its resumes (recorded in metrics.jsonl)
+        "train_segments": 1 + sum("resumed_from" in r for r in read_metrics(out / "metrics.jsonl")),
         "train_epochs": round(result.epochs, 3),
         "train_seconds": round(result.seconds, 1),
         "train_cpu_seconds": round(result.cpu_seconds, 1),
@@ -107,7 +114,7 @@ def _fit(
     changes: dict[str, list[Any]],
 ) -> FitResult:
     """Build the task's parts and run the loop on them (the directory is already checked)."""
-    torch.manual_seed(cfg.train.seed)
+    seed_all(cfg.train.seed)
     data = task.data()
     parts = task.build(data)
     for part in parts.values():
@@ -153,12 +160,32 @@ def load_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> RunConfig
             "directory of `dgm train`"
         )
     cfg = parse(yaml.safe_load(path.read_text()) or {}, str(path), resolved=True)
+    trained = [o for o in overrides if not o.strip().startswith("eval.")]
+    if trained:
+        raise ConfigError(
+            f"{', '.join(o.split('=')[0] for o in trained)}: only evaluation settings "
+            "(eval.*) may change when evaluating a trained run; the others describe what was "
+            "trained (the checkpoint would not fit them). Train a new run to change them"
+        )
     try:
         apply_overrides(cfg, overrides)
     except UnknownKeyError as err:
         raise ConfigError(f"this {cfg.task} run has no setting {err.key!r}: {err}") from None
     check(cfg, str(path))
     return cfg
+
+
+@dataclass
+class LoadedRun:
+    """A trained run, ready to evaluate: its configuration, task, parts (in evaluation mode)
+    and data, and the checkpoint file read with its training step."""
+
+    cfg: RunConfig
+    task: Task[Any]
+    parts: Parts
+    data: Any
+    checkpoint: Path
+    step: int
 
 
 def load_run(
@@ -170,8 +197,22 @@ def load_run(
     """Config, task, trained parts (in evaluation mode) and data of a run directory.
 
     ``which`` checkpoint: ``"best"`` or ``"last"``; ``None``: the one the task evaluates
-    (``Task.evaluated_checkpoint``).
+    (``Task.evaluated_checkpoint``). ``overrides`` may set ``eval.*`` only. ``load`` also
+    says which checkpoint file was read.
     """
+    r = load(run_dir, which, device, overrides)
+    return r.cfg, r.task, r.parts, r.data
+
+
+def load(
+    run_dir: str | Path,
+    which: str | None = None,
+    device: str | None = None,
+    overrides: Sequence[str] = (),
+) -> LoadedRun:
+    """``load_run``'s run with the checkpoint file it read and that file's step. A checkpoint
+    that cannot be read is skipped for the next one (``which``.pt, ``last.pt``,
+    ``last.prev.pt``), and the substitution is said on stderr."""
     out = Path(run_dir)
     cfg = load_config(out, overrides)
     task = create(cfg)
@@ -179,56 +220,97 @@ def load_run(
     if device is None and cfg.train.device == "cuda" and not torch.cuda.is_available():
         device = "cpu"  # a run trained on a GPU is evaluated wherever it is
     dev = task.device() if device is None else distributed.local_device(device)
-    saved = _readable_checkpoint(out / "checkpoints", which, dev)
+    saved, path = _readable_checkpoint(out / "checkpoints", which, dev)
     data = task.data()
     parts = task.build(data, training=False)
     load_parts(parts, saved)
     for part in parts.values():
         part.to(dev).eval()
-    return cfg, task, parts, data
+    return LoadedRun(cfg, task, parts, data, path, int(saved["step"]))
 
 
-def _readable_checkpoint(directory: Path, which: str, device: torch.device) -> dict[str, Any]:
-    """``which``.pt, else ``last.pt``, else ``last.prev.pt``: the first that can be read."""
-    candidates = [directory / f"{which}.pt", directory / "last.pt"]
-    readable = [p for p in dict.fromkeys(candidates) if p.is_file()]
-    failures = []
-    for path in readable[:-1]:
+def _readable_checkpoint(
+    directory: Path, which: str, device: torch.device
+) -> tuple[dict[str, Any], Path]:
+    """The first of ``which``.pt, ``last.pt``, ``last.prev.pt`` that can be read, and which
+    it was; a file that exists and cannot be read is named with what is read instead."""
+    wanted = directory / f"{which}.pt"
+    candidates = [wanted, directory / "last.pt", checkpoint.previous(directory / "last.pt")]
+    existing = [p for p in dict.fromkeys(candidates) if p.is_file()]
+    if not existing:
+        return checkpoint.load(wanted, map_location=device), wanted  # the "no checkpoint" message
+    failures: list[str] = []
+    for path in existing:
         try:
-            return checkpoint.load(path, map_location=device)
+            saved = checkpoint.load(path, map_location=device)
         except checkpoint.CheckpointError as err:
             failures.append(str(err))
-            print(f"dgm: {path} cannot be read; trying the next checkpoint", file=sys.stderr)
-    last = readable[-1] if readable else directory / "last.pt"
-    try:
-        return checkpoint.load_latest(last, map_location=device)[0]
-    except checkpoint.CheckpointError as err:
-        raise checkpoint.CheckpointError("; ".join([*failures, str(err)])) from None
+            continue
+        if failures:
+            say(
+                f"dgm: warning: {'; '.join(failures)}; evaluating {path} (step {saved['step']}) "
+                "instead, an earlier state of the run"
+            )
+        return saved, path
+    raise checkpoint.CheckpointError("no readable checkpoint: " + "; ".join(failures))
 
 
 def evaluate(
     run_dir: str | Path, overrides: Sequence[str] = (), extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The task's final metrics and pictures of a run; write final_metrics.json and pictures.json.
+    """The task's final metrics and pictures of a run, merged into ``final_metrics.json``.
 
-    ``overrides`` change evaluation settings for this evaluation only (e.g.
-    ``eval.num_particles=5000``); a re-evaluation keeps the training summary it finds.
+    ``overrides`` change evaluation settings (``eval.*``) for this evaluation only (e.g.
+    ``eval.num_particles=5000``). What this evaluation computes replaces those keys; every
+    other key of an earlier evaluation of the same checkpoint (file and step) is kept, as is
+    the training summary (``extra`` after training). Each evaluation is appended to
+    ``evaluations.jsonl`` with when, on which checkpoint, with which settings and seed it
+    ran, and what it computed. The evaluation is seeded from the run's seed and its
+    settings: the same checkpoint evaluated with the same settings gives the same numbers.
+
+    Returns:
+        The metrics of this evaluation, with ``eval_checkpoint`` and ``eval_step``.
     """
     out = Path(run_dir)
-    _, task, parts, data = load_run(out, overrides=overrides)
-    metrics = dict(extra or _kept_summary(out))
-    metrics.update(task.evaluate(parts, data))
-    (out / "final_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    pictures = task.pictures(parts, data, out)
-    write_pictures(out, pictures)
+    started, clock = datetime.datetime.now(), time.perf_counter()
+    r = load(out, overrides=overrides)
+    settings = to_dict(r.cfg).get("eval", {})
+    seed = derived_seed(r.cfg.train.seed, "evaluate", settings)
+    seed_all(seed)
+    computed = r.task.evaluate(r.parts, r.data)
+    which = {"eval_checkpoint": r.checkpoint.name, "eval_step": r.step}
+    metrics = {**computed, **which}
+    final = _kept_metrics(out, which, extra)
+    final.update(metrics)
+    (out / "final_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+    record = {
+        "time": started.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - clock, 1),
+        "checkpoint": r.checkpoint.name,
+        "step": r.step,
+        "overrides": list(overrides),
+        "settings": settings,
+        "seed": seed,
+        "after_training": extra is not None,
+        "metrics": computed,
+    }
+    with (out / EVALUATIONS).open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    seed_all(derived_seed(r.cfg.train.seed, "pictures", settings))
+    write_pictures(out, r.task.pictures(r.parts, r.data, out))
     return metrics
 
 
 def sample(run_dir: str | Path, n: int, path: Path | None = None) -> Path:
-    """Draw ``n`` samples from a trained run as a picture (default ``RUN_DIR/samples.png``)."""
+    """Draw ``n`` samples from a trained run as a picture (default
+    ``RUN_DIR/sampled/samples-<time>.png``: the report's own pictures stay as they are)."""
     out = Path(run_dir)
     _, task, parts, data = load_run(out)
-    return task.sample(parts, data, n, path or out / "samples.png")
+    if path is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = out / "sampled" / f"samples-{stamp}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return task.sample(parts, data, n, path)
 
 
 def write_pictures(run_dir: Path, pictures: list[Picture]) -> None:
@@ -237,16 +319,33 @@ def write_pictures(run_dir: Path, pictures: list[Picture]) -> None:
     (run_dir / "pictures.json").write_text(json.dumps(listed, indent=2) + "\n")
 
 
-def _kept_summary(run_dir: Path) -> dict[str, Any]:
-    """The training summary of an earlier evaluation, kept when re-evaluating."""
+def _kept_metrics(
+    run_dir: Path, which: dict[str, Any], summary: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What ``final_metrics.json`` keeps of what it holds: the training summary (replaced by
+    ``summary`` after training) and the results of earlier evaluations of the checkpoint
+    ``which`` (file and step; a file written before evaluations were recorded: all)."""
     previous = run_dir / "final_metrics.json"
-    if not previous.is_file():
-        return {}
-    return {
-        key: v
-        for key, v in json.loads(previous.read_text()).items()
-        if key.startswith(SUMMARY_KEYS)
+    held = json.loads(previous.read_text()) if previous.is_file() else {}
+    same = all(held.get(k, v) == v for k, v in which.items())
+    kept = {
+        k: v
+        for k, v in held.items()
+        if (k.startswith(SUMMARY_KEYS) and summary is None)
+        or (same and not k.startswith(SUMMARY_KEYS))
     }
+    return {**(summary or {}), **kept}
 
 
-__all__ = ["create", "evaluate", "load_config", "load_run", "sample", "train", "write_pictures"]
+__all__ = [
+    "EVALUATIONS",
+    "LoadedRun",
+    "create",
+    "evaluate",
+    "load",
+    "load_config",
+    "load_run",
+    "sample",
+    "train",
+    "write_pictures",
+]

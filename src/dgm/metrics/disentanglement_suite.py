@@ -13,6 +13,7 @@ predictor, 5000 to score it, batches of 64 for the FactorVAE and beta-VAE scores
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from torch.distributions import Independent, Normal
 from ..data.factors import FactorData, require_factors, sample_factors
 from ..ppl import trace
 from ..registry import Registry
+from ..seeds import derived_seed
 from . import disentanglement as dm
 from .latent import posterior_means
 
@@ -52,8 +54,13 @@ class _Context:
         self, guide: Callable[..., Any], data: FactorData, settings: MetricSettings, site: str
     ) -> None:
         self.guide, self.data, self.settings, self.site = guide, data, settings, site
-        self.generator = torch.Generator().manual_seed(settings.seed)
         self._splits: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+
+    def generator(self, purpose: str) -> torch.Generator:
+        """The draws of one metric (or of the shared splits), seeded from ``settings.seed``
+        and ``purpose`` alone: a metric gives the same number whichever others are computed
+        with it, in whatever order."""
+        return torch.Generator().manual_seed(derived_seed(self.settings.seed, purpose))
 
     @property
     def device(self) -> torch.device:
@@ -85,9 +92,9 @@ class _Context:
     def splits(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Codes and factors of ``num_train`` and ``num_test`` fresh draws (shared)."""
         if self._splits is None:
-            s = self.settings
-            train = dm.sample_codes(self.represent, self.data, s.num_train, self.generator)
-            test = dm.sample_codes(self.represent, self.data, s.num_test, self.generator)
+            s, g = self.settings, self.generator("splits")
+            train = dm.sample_codes(self.represent, self.data, s.num_train, g)
+            test = dm.sample_codes(self.represent, self.data, s.num_test, g)
             self._splits = (train[0], train[1], test[0], test[1])
         return self._splits
 
@@ -104,7 +111,8 @@ def chen_factors(data: FactorData) -> tuple[int, ...]:
 
 def _mig_chen(ctx: _Context) -> dict[str, float]:
     s = ctx.settings
-    factors = sample_factors(ctx.data, s.chen_points, ctx.generator)
+    g = ctx.generator("mig_chen")
+    factors = sample_factors(ctx.data, s.chen_points, g)
     loc, scale = ctx.gaussian(ctx.data.render(factors))
     result = dm.mig_sampled(
         loc,
@@ -113,13 +121,20 @@ def _mig_chen(ctx: _Context) -> dict[str, float]:
         ctx.data.factor_sizes,
         factors_used=chen_factors(ctx.data),
         num_samples=s.chen_samples,
-        generator=ctx.generator,
+        generator=g,
     )
     return {"mig[chen2018]": float(result.score)}
 
 
 def _dci(ctx: _Context) -> dict[str, float]:
-    r = dm.dci(*ctx.splits())
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    # disentanglement_lib's classifier, seeded: its trees break ties between equally good
+    # splits at random, so an unseeded DCI differs from one evaluation to the next
+    seed = derived_seed(ctx.settings.seed, "dci") % 2**32
+    r = dm.dci(
+        *ctx.splits(), model=functools.partial(GradientBoostingClassifier, random_state=seed)
+    )
     return {
         "dci_disentanglement": float(r.disentanglement),
         "dci_completeness": float(r.completeness),
@@ -141,7 +156,7 @@ def _factor_vae(ctx: _Context) -> dict[str, float]:
     r = dm.factor_vae_score(
         ctx.represent,
         ctx.data,
-        ctx.generator,
+        ctx.generator("factor_vae"),
         batch_size=s.batch_size,
         num_train=s.num_train,
         num_eval=s.num_test,
@@ -155,7 +170,7 @@ def _beta_vae(ctx: _Context) -> dict[str, float]:
     r = dm.beta_vae_score(
         ctx.represent,
         ctx.data,
-        ctx.generator,
+        ctx.generator("beta_vae"),
         batch_size=s.batch_size,
         num_train=s.num_train,
         num_eval=s.num_test,
@@ -223,13 +238,13 @@ def code_factor_information(
     data: Any,
     settings: MetricSettings | None = None,
     site: str = "z",
-    num: int = 5000,
 ) -> tuple[np.ndarray, float]:
     """I(z_d; v_k) / H(v_k) for every code dimension and factor (``[D, F]``, from ``bins``-bin
-    histograms of the means, as ``mig[disentanglement_lib]``), and that MIG."""
+    histograms of the means), and that MIG: on the same ``num_train`` draws as
+    ``mig[disentanglement_lib]`` in ``disentanglement_metrics``, so the two agree."""
     s = settings or MetricSettings()
     ctx = _Context(guide, require_factors(data), s, site)
-    codes, factors = dm.sample_codes(ctx.represent, ctx.data, num, ctx.generator)
+    codes, factors, *_ = ctx.splits()
     result = dm.mig(codes, factors, s.bins)
     entropy = dm.factor_entropies(factors)
     normalized = np.asarray(result.mutual_information) / np.maximum(entropy, 1e-12)[None, :]

@@ -14,8 +14,8 @@ compiled step could not contain them. The NaN check of every loss runs on every 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..checks import validation
 from ..compiling import use_compile
+from ..progress import Progress, say
 from . import checkpoint
 from .batches import Batches, leading, to
 from .distributed import SINGLE, World
@@ -61,8 +62,8 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     epochs: float = 0.0
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0  # this process's CPU time (all its threads) in the loop
+    seconds: float = 0.0  # wall time in the loop, over every segment of a resumed run
+    cpu_seconds: float = 0.0  # this process's CPU time (all its threads) in the loop, the same
     best: float = -math.inf
     stopped_early: bool = False
     planned_steps: int = 0
@@ -101,23 +102,21 @@ def resume(state: TrainState, checkpoint_dir: str | Path, world: World = SINGLE)
     device = params[0].device if params else torch.device("cpu")
     used = state.load(last, device, rank=world.rank, world_size=world.size)
     if used.name != "last.pt" and world.is_main:
-        print(f"dgm: {last} cannot be read; resuming from {used}", file=sys.stderr)
+        say(f"dgm: {last} cannot be read; resuming from {used}")
     return used
 
 
 def note_resume(
     log: MetricsLog | None, step: int, used: Path, note: dict[str, object] | None = None
 ) -> None:
-    """Truncate the log after the restored ``step`` and record there what the resume
-    changed (``note``, e.g. settings) and, if not ``last.pt``, which file it read."""
+    """Truncate the log after the restored ``step`` and record the resume there: the file
+    it read (``resumed_from``), when (``resumed_at``) and what it changed (``note``, e.g.
+    settings)."""
     if log is None:
         return
     log.truncate_after(step)
-    notes = dict(note or {})
-    if used.name != "last.pt":
-        notes["resumed_from"] = used.name
-    if notes:
-        log.event(step, **notes)
+    when = datetime.datetime.now().isoformat(timespec="seconds")
+    log.event(step, resumed_from=used.name, resumed_at=when, **(note or {}))
 
 
 def run(
@@ -202,15 +201,27 @@ class _Loop:
     def run(self) -> FitResult:
         if self.ckpt is not None and self.world.is_main:
             for stale in checkpoint.remove_temporaries(self.ckpt):
-                print(
-                    f"dgm: removed {stale}, left by an interrupted checkpoint write",
-                    file=sys.stderr,
-                )
+                say(f"dgm: removed {stale}, left by an interrupted checkpoint write")
         show = self.output.progress and self.world.is_main
-        self.bar = _progress_bar(self.total, self.state.step) if show else None
+        self.bar = Progress(self.total, "training", "step", self.state.step, show=show)
         set_lr = _lr_setter(self.state.optimizers, self.s, self.total)
-        self.start, cpu_start = time.perf_counter(), time.process_time()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.before = (self.state.seconds, self.state.cpu_seconds)  # earlier segments
         self.state.train()
+        try:
+            self.steps(set_lr)
+        finally:
+            self.bar.close()
+        set_lr(1)  # the configured rates back (every schedule starts at factor 1)
+        self.state.train(False)
+        r, s = self.result, self.s
+        self.count_time()
+        r.seconds, r.cpu_seconds = self.state.seconds, self.state.cpu_seconds
+        r.epochs = r.steps * s.batch_size * self.k / self.n
+        return r
+
+    def steps(self, set_lr: Callable[[int], float | None]) -> None:
+        """The steps from the state's on, until the budget is spent or a stop."""
         for i in range(self.state.step + 1, self.total + 1):
             factor = set_lr(i)
             self.update(i)
@@ -225,18 +236,9 @@ class _Loop:
                 stop = self.validation(i) or stop
             if i % self.s.checkpoint_every == 0 or i == self.total or stop:
                 self.save("last.pt")
-            if self.bar is not None:
-                self.bar.update(1)
+            self.bar.update(1)
             if stop:
                 break
-        if self.bar is not None:
-            self.bar.close()
-        set_lr(1)  # the configured rates back (every schedule starts at factor 1)
-        self.state.train(False)
-        r, s = self.result, self.s
-        r.seconds, r.cpu_seconds = time.perf_counter() - self.start, time.process_time() - cpu_start
-        r.epochs = r.steps * s.batch_size * self.k / self.n
-        return r
 
     def update(self, i: int) -> None:
         """Step ``i`` (1-based) on its batches; a non-finite loss names the step and the
@@ -268,8 +270,7 @@ class _Loop:
         self.result.history.append(record)
         if self.log is not None:
             self.log.write(i, **{k: v for k, v in record.items() if k not in ("step", "seconds")})
-        if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.startswith("loss")})
+        self.bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.startswith("loss")})
 
     def validation(self, i: int) -> bool:
         """Validate on rank 0, keep the best checkpoint; whether patience has run out."""
@@ -294,9 +295,15 @@ class _Loop:
             return True
         return False
 
+    def count_time(self) -> None:
+        """The state's training time: the earlier segments' and this one's so far."""
+        self.state.seconds = self.before[0] + time.perf_counter() - self.start
+        self.state.cpu_seconds = self.before[1] + time.process_time() - self.cpu_start
+
     def save(self, name: str) -> None:
         if self.ckpt is None:
             return
+        self.count_time()
         world = self.world
         ranks = _rng_of_every_rank(world) if name == "last.pt" and world.size > 1 else None
         if world.is_main:
@@ -347,12 +354,6 @@ class _Window:
         }
         self.sums, self.steps, self.since = {}, 0, now
         return record
-
-
-def _progress_bar(total: int, done: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True)
 
 
 def _rng_of_every_rank(world: World) -> list[object]:

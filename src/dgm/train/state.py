@@ -3,7 +3,7 @@
 One object is saved and restored, so that a resumed run continues exactly where it stopped.
 The checkpoint is a dict with one entry per part (``"model"``, ``"guide"``, ``"objective"``,
 ``"critic"`` ...: its ``state_dict()``), ``"optimizers"`` (a list, in order), ``"step"``,
-``"best"``, ``"bad_validations"`` and ``"rng"``; checkpoints written before parts had names
+``"best"``, ``"bad_validations"``, ``"seconds"``, ``"cpu_seconds"`` and ``"rng"``; checkpoints written before parts had names
 have the same layout for their model, guide and objective.
 """
 
@@ -20,7 +20,7 @@ from torch import nn
 
 from . import checkpoint
 
-RESERVED = ("step", "best", "bad_validations", "optimizers", "rng")
+RESERVED = ("step", "best", "bad_validations", "optimizers", "rng", "seconds", "cpu_seconds")
 
 
 class Stateless(nn.Module):
@@ -48,6 +48,8 @@ class TrainState:
         step: the number of completed steps.
         best: the best validation score so far (higher is better).
         bad_validations: validations since the score last improved (early stopping).
+        seconds, cpu_seconds: the wall and CPU time of training so far, over every segment
+            of a resumed run (each up to its last checkpoint).
     """
 
     parts: dict[str, nn.Module]
@@ -55,6 +57,8 @@ class TrainState:
     step: int = 0
     best: float = -math.inf
     bad_validations: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         clash = [n for n in self.parts if n in RESERVED]
@@ -84,6 +88,8 @@ class TrainState:
             "rng": checkpoint.rng_state(),
             "best": self.best,
             "bad_validations": self.bad_validations,
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
         }
         if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
@@ -111,6 +117,9 @@ class TrainState:
             saved["best"],
             saved["bad_validations"],
         )
+        # checkpoints written before the time was kept: unknown, counted from here
+        self.seconds = float(saved.get("seconds", 0.0))
+        self.cpu_seconds = float(saved.get("cpu_seconds", 0.0))
         if rng:
             ranks = saved.get("rng_ranks")
             own = ranks[rank] if ranks is not None and len(ranks) == world_size else saved["rng"]
