@@ -1,6 +1,5 @@
 """dgm's feature classifier: deterministic training, the cache, its inputs, its stated accuracy."""
 
-import logging
 import math
 import shutil
 from pathlib import Path
@@ -67,28 +66,26 @@ def test_training_is_deterministic_and_cached(
     cache: Path,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     source = bar_source()
     rng = torch.get_rng_state()
-    with caplog.at_level(logging.WARNING, logger="dgm.metrics.classifier"):
-        first = load_or_train(source, QUICK)
+    first = load_or_train(source, QUICK)
     assert torch.equal(torch.get_rng_state(), rng)  # the global random state is untouched
-    assert [r.getMessage() for r in caplog.records] == [
+    said = capsys.readouterr().err.splitlines()
+    assert said[0] == (
         f"dgm.metrics: training the bars feature classifier on bars-400 (once; cached in "
         f"{cache_path(source, QUICK)})"
-    ]
+    )
     assert cache_path(source, QUICK).is_file() and cache_path(source, QUICK).parent.parent == cache
-    # a second call loads the cache: no training, no log line
-    caplog.clear()
+    # a second call loads the cache: no training, no message
 
     def no_training(*_: object) -> None:
         raise AssertionError("trained again instead of loading the cache")
 
     monkeypatch.setattr(clf, "train_classifier", no_training)
-    with caplog.at_level(logging.WARNING, logger="dgm.metrics.classifier"):
-        loaded = load_or_train(source, QUICK)
-    assert caplog.records == []
+    loaded = load_or_train(source, QUICK)
+    assert capsys.readouterr().err == ""
     assert same_weights(first, loaded)
     assert (loaded.source, loaded.test_split) == ("bars (400 images)", "bars test (200 images)")
     assert loaded.test_accuracy == first.test_accuracy and loaded.test_points == 200

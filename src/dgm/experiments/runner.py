@@ -23,6 +23,7 @@ import yaml
 
 from ..progress import say
 from ..report import write_report
+from ..report.html import EVALUATIONS
 from ..seeds import derived_seed, seed_all
 from ..train import (
     Execution,
@@ -42,7 +43,6 @@ from .registry import check, parse, task_class
 from .task import Parts, Picture, Task, load_parts
 
 SUMMARY_KEYS = ("train_", "best_", "stopped_")  # the training summary in final_metrics.json
-EVALUATIONS = "evaluations.jsonl"  # one record per evaluation of the run, in order
 
 
 def create(cfg: RunConfig) -> Task[Any]:

@@ -46,6 +46,7 @@ from torch.distributions import constraints
 from ..inputs import as_data, float_dtype
 from ..objectives.wake_sleep import dreamed_arguments
 from ..ppl import condition, particles, trace, uncondition
+from ..progress import tracked
 from ..registry import Registry
 from .hmc import HMC
 
@@ -439,7 +440,7 @@ def ais(
     batch_size: int = 100,
     max_elements: int | None = None,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> AISResult:
     """Estimate log p(x) for each data point by annealed importance sampling with HMC.
 
@@ -463,7 +464,8 @@ def ais(
         batch_size: data points per chunk; chains are chunked so that a chunk's state has at
             most about ``max_elements`` entries (default 2**20 on CPU, 2**24 on GPU).
         seed: the estimate is a deterministic function of the seed, however it is chunked.
-        progress: a progress bar over chunks.
+        progress: show progress over chunks (``dgm.progress``; ``None``: unless turned off
+            there).
     """
     if start not in STARTS:
         raise ValueError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
@@ -492,11 +494,8 @@ def ais(
     chunks = [
         (b0, c0) for b0 in range(0, n, batch_size) for c0 in range(0, num_chains, chain_chunk)
     ]
-    if progress:
-        from tqdm.auto import tqdm
-
-        chunks = tqdm(chunks, desc=f"AIS, T={num_steps}, C={num_chains}", unit="chunk")
-    for b0, c0 in chunks:
+    what = f"{'reverse ' if reverse else ''}AIS on {n} points, T={num_steps}, C={num_chains}"
+    for b0, c0 in tracked(chunks, what, unit="chunk", show=progress):
         x = tensor[b0 : b0 + batch_size]
         if cast is not None:
             x = cast.tensor(x)

@@ -22,6 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..progress import tracked
+
 
 @torch.no_grad()
 def bits_per_dim(
@@ -39,7 +41,8 @@ def bits_per_dim(
         raise ValueError(f"draws must be >= 1, got {draws}")
     dims = x[0].numel()
     out = []
-    for chunk in x.split(batch_size):
+    what = f"bits/dim of {len(x)} points, K={draws}"
+    for chunk in tracked(x.split(batch_size), what, unit="batch"):
         lp = torch.stack([log_prob(chunk) for _ in range(draws)])  # [K, B]
         bound = torch.logsumexp(lp, 0) - math.log(draws)
         out.append(-bound / (dims * math.log(2)))
@@ -51,7 +54,8 @@ def negative_log_likelihood(
     log_prob: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1024
 ) -> Tensor:
     """Per-point -log p(x) in nats ``[N]`` for continuous data (no dequantization)."""
-    return torch.cat([-log_prob(chunk) for chunk in x.split(batch_size)])
+    chunks = tracked(x.split(batch_size), f"-log p(x) of {len(x)} points", unit="batch")
+    return torch.cat([-log_prob(chunk) for chunk in chunks])
 
 
 __all__ = ["bits_per_dim", "negative_log_likelihood"]

@@ -7,9 +7,9 @@ weights atomically under ``dgm.data.files.cache_dir()/classifiers/``; every late
 them. The file name is a hash of the data set, the training source and the recipe
 (``RECIPE_VERSION`` counts changes to the architecture or the procedure), so a different
 recipe trains a new classifier and the same key always gives the same weights (on one
-machine and torch version: CPU kernels may round differently elsewhere). Training logs one
-line (``logging``, level WARNING, so that it shows without configuration) and takes one to
-two minutes on one CPU thread.
+machine and torch version: CPU kernels may round differently elsewhere). Training says so on
+stderr (``dgm.progress.say``), shows its progress, and takes one to two minutes on one CPU
+thread.
 
 Training data:
 
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import tempfile
@@ -52,8 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.files import cache_dir, search_dirs
-
-logger = logging.getLogger(__name__)
+from ..progress import Progress, say
 
 RECIPE_VERSION = 1
 """Bump when the architecture or the training procedure changes: it retrains every cache."""
@@ -346,6 +344,7 @@ def train_classifier(data: TrainingData, recipe: Recipe = RECIPE) -> FeatureClas
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.steps)
         model.train()
         step = 0
+        bar = Progress(recipe.steps, "training the feature classifier", "step")
         while step < recipe.steps:
             perm = torch.randperm(len(x), generator=order)
             for batch in perm.split(recipe.batch_size):
@@ -355,8 +354,10 @@ def train_classifier(data: TrainingData, recipe: Recipe = RECIPE) -> FeatureClas
                 opt.step()
                 schedule.step()
                 step += 1
+                bar.update(1)
                 if step == recipe.steps:
                     break
+        bar.close()
     model.train_seconds = time.perf_counter() - start
     model.freeze()
     accuracy, points = measure_accuracy(model, data.test_images, data.test_labels)
@@ -429,15 +430,13 @@ def load_or_train(
     device: str | torch.device | None = None,
 ) -> FeatureClassifier:
     """The classifier of ``source`` and ``recipe``: loaded from the cache, or trained (on the
-    CPU, logging one line) and cached; moved to ``device`` (default: the CPU)."""
+    CPU, saying so) and cached; moved to ``device`` (default: the CPU)."""
     path = cache_path(source, recipe)
     model = _load(path)
     if model is None:
-        logger.warning(
-            "dgm.metrics: training the %s feature classifier on %s (once; cached in %s)",
-            source.dataset,
-            source.name,
-            path,
+        say(
+            f"dgm.metrics: training the {source.dataset} feature classifier on {source.name} "
+            f"(once; cached in {path})"
         )
         model = train_classifier(source.load(), recipe)
         model.dataset = source.dataset

@@ -25,6 +25,7 @@ from torch.distributions import Independent, Normal
 
 from ..data.factors import FactorData, require_factors, sample_factors
 from ..ppl import trace
+from ..progress import Progress
 from ..registry import Registry
 from ..seeds import derived_seed
 from . import disentanglement as dm
@@ -227,8 +228,11 @@ def disentanglement_metrics(
     metrics = [DISENTANGLEMENT_METRICS.build(name) for name in chosen]
     ctx = _Context(guide, factor_data, settings or MetricSettings(), site)
     out: dict[str, float] = {}
-    for metric in metrics:
-        out.update(metric(ctx))
+    with Progress(len(metrics), "disentanglement metrics", "metric") as bar:
+        for name, metric in zip(chosen, metrics, strict=True):
+            bar.set_postfix({"computing": name})
+            out.update(metric(ctx))
+            bar.update(1)
     return out
 
 

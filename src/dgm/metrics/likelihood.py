@@ -15,6 +15,7 @@ from ..checks import validation
 from ..compiling import Compiled, CompileError, compiler_problem
 from ..inputs import as_data, float_dtype
 from ..objectives import log_weights
+from ..progress import tracked
 
 
 @torch.no_grad()
@@ -25,7 +26,7 @@ def log_likelihood(
     num_particles: int = 5000,
     batch_size: int = 100,
     max_elements: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     compile: bool = False,
 ) -> Tensor:
     """Estimate log p(x) for each data point with K importance samples from the guide.
@@ -49,7 +50,8 @@ def log_likelihood(
         max_elements: bound on particles * batch * data size per chunk (memory). Default
             2**20 on CPU, where cache-sized chunks run about 3x faster than large ones, and
             2**26 on GPU.
-        progress: show a progress bar. The programs' value checks (``dgm.checks``) run on
+        progress: show progress (``dgm.progress``: a bar on a terminal, a line about every
+            30 s in a log); ``None``: unless turned off there. The programs' value checks (``dgm.checks``) run on
             the first chunk only.
         compile: score the chunks with ``torch.compile`` (``dgm.compiling.Compiled``):
             the first chunk runs eagerly with the programs' value checks, the others
@@ -72,11 +74,9 @@ def log_likelihood(
         max_elements = 2**20 if data.device.type == "cpu" else 2**26
     chunk = max(1, min(num_particles, max_elements // (batch_size * point_size)))
     out = torch.empty(n, dtype=torch.float64, device=data.device)
-    starts = range(0, n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=f"log p(x), K={num_particles}", unit="batch")
+    starts = tracked(
+        range(0, n, batch_size), f"log p(x), K={num_particles}", unit="batch", show=progress
+    )
 
     def score(x: Tensor, k: int) -> Tensor:
         lw = log_weights(model, guide, x, num_particles=k)

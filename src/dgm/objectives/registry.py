@@ -340,6 +340,7 @@ OBJECTIVES.add(
     disentangle=True,
     factorized=True,
     critic=False,
+    batch_statistics=True,  # estimated across the batch: needs two or more points
 )
 OBJECTIVES.add(
     "factor-vae",
@@ -350,6 +351,7 @@ OBJECTIVES.add(
     disentangle=True,
     factorized=False,
     critic=True,
+    batch_statistics=True,  # estimated across the batch: needs two or more points
 )
 OBJECTIVES.add(
     "dip-vae-i",
@@ -360,6 +362,7 @@ OBJECTIVES.add(
     disentangle=True,
     factorized=True,
     critic=False,
+    batch_statistics=True,  # estimated across the batch: needs two or more points
 )
 OBJECTIVES.add(
     "dip-vae-ii",
@@ -370,6 +373,7 @@ OBJECTIVES.add(
     disentangle=True,
     factorized=True,
     critic=False,
+    batch_statistics=True,  # estimated across the batch: needs two or more points
 )
 
 __all__ = [

@@ -15,6 +15,9 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+CURVE_COLUMNS = 4  # learning-curve panels per row
+MIN_SIDE = 28  # image_grid draws an image at least this many of a 28x28 image's pixels wide
+
 
 def image_grid(
     images: Tensor,
@@ -39,7 +42,9 @@ def image_grid(
     cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     canvas = _tile(images.reshape(n, channels, h, w), cols)
-    fig = plt.figure(figsize=(cols * w / 60 + 0.5, rows * h / 60 + 0.7))
+    # small images (8x8 digits) are drawn as large as 28x28 ones: blocks of pixels, readable
+    zoom = max(1.0, MIN_SIDE / max(h, w))
+    fig = plt.figure(figsize=(cols * w * zoom / 60 + 0.5, rows * h * zoom / 60 + 0.7))
     if channels == 1:
         plt.imshow(canvas[0].numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     else:
@@ -152,7 +157,8 @@ def heatmap(
 
 
 def learning_curves(records: list[dict[str, Any]], path: Path) -> Path | None:
-    """Plot every logged metric against the step, one panel per metric family."""
+    """Plot every logged metric against the step, one panel per metric, in rows of at most
+    ``CURVE_COLUMNS`` panels (readable on a page however many metrics a run logs)."""
     series: dict[str, tuple[list[float], list[float]]] = {}
     for r in records:
         for k, v in r.items():
@@ -163,12 +169,17 @@ def learning_curves(records: list[dict[str, Any]], path: Path) -> Path | None:
             ys.append(v)
     if not series:
         return None
-    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.2), squeeze=False)
-    for ax, (name, (xs, ys)) in zip(axes[0], sorted(series.items()), strict=True):
+    cols = min(CURVE_COLUMNS, len(series))
+    rows = math.ceil(len(series) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    for ax, (name, (xs, ys)) in zip(axes.flat, sorted(series.items()), strict=False):
         ax.plot(xs, ys, lw=1.2)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(series) :]:
+        ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -14,6 +14,7 @@ from ..train.metrics_log import read_metrics
 from .figures import learning_curves
 
 MANIFEST = "pictures.json"  # [{"file": ..., "caption": ...}], written by the run's task
+EVALUATIONS = "evaluations.jsonl"  # one record per evaluation (dgm.experiments.runner)
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -21,6 +22,7 @@ h1 { margin-bottom: .2rem; } .sub { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: .5rem 0 1.5rem; } td, th { border: 1px solid #ccc; padding: .3rem .7rem; text-align: left; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f7f7f7; padding: .8rem; overflow-x: auto; font-size: .85rem; }
+table.matrix { margin: .2rem 0; } table.matrix td, table.matrix th { padding: .1rem .4rem; font-size: .85rem; }
 img { max-width: 100%; border: 1px solid #ddd; } figure { margin: 1rem 0 2rem; } figcaption { color: #555; }
 """
 
@@ -35,6 +37,59 @@ def _format(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_format(x)}" for k, x in v.items())
     return str(v)
+
+
+def _matrix(key: str, rows: list[list[Any]]) -> str:
+    """A confusion matrix (or any list of equal rows) as a table with labelled axes."""
+    confusion = "confusion" in key
+    head = "true \\ predicted" if confusion else "row \\ column"
+    cols = len(rows[0])
+    header = "".join(f"<th>{j}</th>" for j in range(cols))
+    body = "".join(
+        f"<tr><th>{i}</th>" + "".join(f'<td class="num">{_format(v)}</td>' for v in row) + "</tr>"
+        for i, row in enumerate(rows)
+    )
+    note = (
+        '<div class="sub">rows: the true count; columns: the inferred count</div>'
+        if confusion
+        else ""
+    )
+    return f'<table class="matrix"><tr><th>{head}</th>{header}</tr>{body}</table>{note}'
+
+
+def _cell(key: str, v: Any) -> str:
+    """A final metric's cell: a labelled table for a matrix, else the formatted value."""
+    if (
+        isinstance(v, list)
+        and v
+        and all(isinstance(r, list) and len(r) == len(v[0]) and r for r in v)
+    ):
+        return _matrix(key, v)
+    return html.escape(_format(v))
+
+
+def _evaluations_table(records: list[dict[str, Any]]) -> str:
+    """When, on which checkpoint, with which settings each evaluation ran, and what it gave."""
+    head = (
+        "<tr><th>when</th><th>checkpoint (step)</th><th>how</th><th>seed</th>"
+        "<th>seconds</th><th>computed</th></tr>"
+    )
+    rows = []
+    for r in records:
+        how = "after training" if r.get("after_training") else "dgm eval"
+        if r.get("overrides"):
+            how += " " + " ".join(f"--set {o}" for o in r["overrides"])
+        computed = ", ".join(
+            f"{k} {_format(v)}" for k, v in r.get("metrics", {}).items() if not isinstance(v, list)
+        )
+        rows.append(
+            f"<tr><td>{html.escape(str(r.get('time', '')))}</td>"
+            f"<td>{html.escape(str(r.get('checkpoint')))} ({r.get('step')})</td>"
+            f"<td><code>{html.escape(how)}</code></td><td>{r.get('seed')}</td>"
+            f'<td class="num">{_format(r.get("seconds"))}</td>'
+            f"<td>{html.escape(computed)}</td></tr>"
+        )
+    return f'<table id="evaluations">{head}{"".join(rows)}</table>'
 
 
 def listed_pictures(run: Path) -> list[tuple[str, str]]:
@@ -78,20 +133,39 @@ def write_report(run_dir: str | Path) -> Path:
         f'<p class="sub">{html.escape(str(config.get("description", "")))}<br>run directory: <code>{html.escape(str(run.resolve()))}</code></p>',
         "<h2>Final metrics</h2>",
     ]
+    evaluations = read_metrics(run / EVALUATIONS)
     if final:
+        if "eval_checkpoint" in final:
+            parts.append(
+                f'<p class="sub">Evaluated checkpoint: <code>checkpoints/'
+                f"{html.escape(str(final['eval_checkpoint']))}</code> (step "
+                f"{html.escape(str(final.get('eval_step')))}); each evaluation is listed under "
+                "Evaluations below.</p>"
+            )
         rows = "".join(
-            f'<tr><th>{html.escape(k)}</th><td class="num">{html.escape(_format(v))}</td></tr>'
+            f'<tr><th>{html.escape(k)}</th><td class="num">{_cell(k, v)}</td></tr>'
             for k, v in final.items()
         )
         parts.append(f'<table id="metrics">{rows}</table>')
     else:
         parts.append("<p>No final metrics yet (the run has not finished its evaluation).</p>")
+    if evaluations:  # the pictures are drawn by the latest evaluation
+        latest = evaluations[-1]
+        parts.append(
+            f'<p class="sub">The pictures below are from <code>checkpoints/'
+            f"{html.escape(str(latest.get('checkpoint')))}</code> (step {latest.get('step')}), "
+            f"drawn {html.escape(str(latest.get('time')))}; the learning curves from "
+            "<code>metrics.jsonl</code>.</p>"
+        )
     for file, caption in listed_pictures(run):
         if Path(file).name == file and (run / file).is_file():  # files of the run only
             text = html.escape(caption)
             parts.append(
                 f'<figure><img alt="{text}" src="{_data_uri(run / file)}"><figcaption>{text}</figcaption></figure>'
             )
+    if evaluations:
+        parts.append("<h2>Evaluations</h2>")
+        parts.append(_evaluations_table(evaluations))
     parts.append("<h2>Configuration</h2>")
     parts.append(f"<pre>{html.escape(config_path.read_text())}</pre>")
     parts.append("</body></html>")

@@ -40,7 +40,7 @@ from ...nn.mlp import ACTIVATIONS
 from ...nn.spatial import where_to_box
 from ...objectives import OBJECTIVES, elbo, iwae, log_weights
 from ...options import Options, read_when
-from ...ppl import replay, trace
+from ...ppl import condition, replay, trace
 from ...report import boxes_grid
 from ...train.optim import adam
 from ..config import ConfigError, TrainConfig, above, at_least, choice, extended, resumable
@@ -363,21 +363,45 @@ class AIRTask(LatentVariableTask[AIRConfig]):
         )
         boxes_grid(images, both, present, run / "reconstructions.png", caption, columns=8)
         self.sample(parts, data, 32, run / "samples.png")
-        return [
+        pictures = [
             Picture("reconstructions.png", "Test images and reconstructions, with the windows"),
-            Picture("samples.png", "Samples from the model, with their windows"),
+            Picture(
+                "samples.png",
+                "Samples from the model, with their windows (the count drawn from the prior: "
+                "a prior that favours few objects draws many empty canvases)",
+            ),
         ]
+        for count in range(1, min(2, self.cfg.model.num_steps) + 1):
+            file = f"samples_{count}_object{'s' if count > 1 else ''}.png"
+            self.sample(parts, data, 16, run / file, count=count)
+            pictures.append(
+                Picture(file, f"Samples with the count fixed at {count}, with their windows")
+            )
+        return pictures
 
     @torch.no_grad()
-    def sample(self, parts: Parts, data: Splits, n: int, path: Path) -> Path:
-        """``n`` images drawn from the model (pixel means), with their windows."""
-        with trace() as p:
-            means = parts["model"](num_samples=n)
+    def sample(
+        self, parts: Parts, data: Splits, n: int, path: Path, count: int | None = None
+    ) -> Path:
+        """``n`` images drawn from the model (pixel means), with their windows; ``count``
+        fixes the number of objects (the presence of each step) instead of drawing it."""
+        steps_count = self.cfg.model.num_steps
+        model = parts["model"]
+        fixed: dict[str, Tensor] = {}
+        if count is not None:
+            ref = next(model.parameters())
+            fixed = {
+                f"z_pres_{t}": ref.new_full((n, 1), float(t < count)) for t in range(steps_count)
+            }
+        with trace() as p, condition(fixed):
+            means = model(num_samples=n)
         canvas = data.image_shape[-1]
-        steps = read_steps(p, self.cfg.model.num_steps)
+        steps = read_steps(p, steps_count)
         boxes = where_to_box(steps.z_where, canvas)
         images = means.reshape(n, canvas, canvas)
         caption = f"{n} samples (pixel means) with their windows"
+        if count is not None:
+            caption += f", {count} object{'s' if count > 1 else ''} each"
         return boxes_grid(images, boxes, steps.presence, path, caption, columns=8)
 
 

@@ -123,6 +123,12 @@ class DisentangleConfig(LatentConfig):
                 f"factors, and data.name={self.data.name} has none: use data.name="
                 f"{' or '.join(DATASETS.names(factors=True))}, or eval.metrics=[]"
             )
+        if entry.capabilities.get("batch_statistics") and self.train.batch_size < 2:
+            raise ConfigError(
+                f"train.batch_size={self.train.batch_size}: objective.name={o.name} estimates "
+                "its penalty across the points of a batch (it compares each with the others): "
+                "give train.batch_size >= 2 (the papers use 64)"
+            )
         if entry.critic and self.train.guide_lr is not None:
             raise ConfigError(
                 f"train.guide_lr: objective.name={o.name} trains the VAE with one Adam (and its "

@@ -127,8 +127,16 @@ class FlowTask(Task[FlowConfig]):
             top = self._entry.levels - 1
             shape = self._event_shape()
             for name in ("train", "valid", "test"):
-                x = getattr(splits, name)
-                setattr(splits, name, torch.round(x * top).reshape(len(x), *shape))
+                x = getattr(splits, name) * top
+                off = (x - x.round()).abs().max().item() if x.numel() else 0.0
+                if off > 1e-3:  # rounding would score other images than the data's
+                    raise ConfigError(
+                        f"data.name={self.cfg.data.name}: its {name} pixels are not integer "
+                        f"levels of {top + 1} (a pixel is {off:.3g} of a level away from the "
+                        "nearest); a flow scores integer images in bits/dim. Use a data set "
+                        "stored as integer levels (e.g. mnist, digits, fashion_mnist)"
+                    )
+                setattr(splits, name, torch.round(x).reshape(len(x), *shape))
         return splits
 
     def _density(self) -> FlowDensity:

@@ -372,6 +372,11 @@ class GANTask(Task[GANConfig]):
 
     def validate(self, parts: Parts, data: Splits) -> Callable[[], dict[str, float]]:
         e = self.cfg.eval
+        if self._image and e.valid_samples:  # a classifier's first training: before the clock
+            device = _device(_generator(parts))
+            if "digit_source" in data.info:
+                self._feature_network("mnist", device)
+            self._classifier(device)
 
         def validate() -> dict[str, float]:
             metrics = self._scores(parts, data, e.valid_samples, self.cfg.train.seed + 7, "valid")
