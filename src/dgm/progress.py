@@ -14,6 +14,7 @@ environment variable ``DGM_PROGRESS=0``) turns the bars and lines off; messages 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -32,6 +33,18 @@ def enable(flag: bool | None) -> None:
     """Show progress (``True``), never (``False``), or as ``DGM_PROGRESS`` says (``None``)."""
     global _enabled
     _enabled = flag
+
+
+@contextlib.contextmanager
+def enabled_as(flag: bool | None) -> Iterator[None]:
+    """``enable(flag)`` inside the block, the earlier setting after it."""
+    global _enabled
+    before = _enabled
+    _enabled = flag
+    try:
+        yield
+    finally:
+        _enabled = before
 
 
 def enabled() -> bool:
@@ -187,4 +200,4 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-__all__ = ["INTERVAL", "Progress", "enable", "enabled", "say", "tracked"]
+__all__ = ["INTERVAL", "Progress", "enable", "enabled", "enabled_as", "say", "tracked"]

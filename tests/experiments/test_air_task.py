@@ -19,6 +19,7 @@ import dgm.data.idx as idx
 from dgm.cli import main
 from dgm.data import Splits
 from dgm.experiments import ConfigError, load, runner
+from dgm.experiments.runner import load_run
 from dgm.experiments.tasks.air import AIRTask
 from tests.data.test_stacked import T10K, write_idx
 
@@ -63,6 +64,19 @@ def test_every_estimator_trains_from_the_cli(disks: Path, tmp_path: Path, sets: 
     assert np.isfinite(final["test_elbo"])
     assert (out / "reconstructions.png").stat().st_size > 0
     assert (out / "samples.png").stat().st_size > 0
+    assert (out / "samples_2_objects.png").stat().st_size > 0
+
+
+def test_samples_with_the_count_fixed_have_that_many_objects(disks: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "air-multi-mnist-cpu", "--smoke", "--no-progress", "--out", str(out)]
+    assert main([*args, "--set", f"data.data_dir={disks}"]) == 0
+    _, task, parts, _ = load_run(out)
+    for count in (0, 1, 2):
+        _, steps = task.draw(parts, 6, count)
+        assert steps.presence.sum(-1).tolist() == [count] * 6
+    with pytest.raises(ValueError, match=r"count must be in 0\.\.3"):
+        task.draw(parts, 2, 4)
 
 
 def test_a_short_run_on_a_small_canvas_counts_well_above_chance(

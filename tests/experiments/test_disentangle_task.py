@@ -9,7 +9,8 @@ import torch
 
 from dgm.cli import main
 from dgm.experiments import ConfigError, load
-from dgm.metrics.disentanglement_suite import DISENTANGLEMENT_METRICS
+from dgm.experiments.runner import load_run
+from dgm.metrics.disentanglement_suite import DISENTANGLEMENT_METRICS, code_factor_information
 from dgm.train import checkpoint
 
 QUICK = ["eval.metrics=[]", "eval.num_particles=2"]
@@ -18,6 +19,10 @@ QUICK = ["eval.metrics=[]", "eval.num_particles=2"]
 @pytest.fixture(autouse=True)
 def _cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+def untimed(metrics: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in metrics.items() if not k.endswith("seconds")}
 
 
 def sets(*assignments: str) -> list[str]:
@@ -49,9 +54,21 @@ def test_eval_metrics_prints_every_metric_with_its_convention(
     final = json.loads((out / "final_metrics.json").read_text())
     assert 0 <= final["mig[disentanglement_lib]"] <= 1 and 0 <= final["beta_vae_score"] <= 1
     assert (out / "mutual_information.png").is_file() and (out / "traversals.png").is_file()
-    # one metric alone; a name that is not a metric fails with the choices
+    # one metric alone: it alone is recomputed (the same number: each metric draws its own
+    # seeded points, DCI's trees are seeded), and every other result stays
     assert main(["eval", str(out), "--metrics", "sap"]) == 0
     assert "dci_disentanglement" not in capsys.readouterr().out
+    assert untimed(json.loads((out / "final_metrics.json").read_text())) == untimed(final)
+    assert main(["eval", str(out), "--metrics", "dci,factor_vae"]) == 0
+    assert untimed(json.loads((out / "final_metrics.json").read_text())) == untimed(final)
+    history = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines()]
+    assert "sap" in history[-2]["metrics"] and "dci_completeness" not in history[-2]["metrics"]
+    assert "dci_completeness" in history[-1]["metrics"] and "sap" not in history[-1]["metrics"]
+    assert history[-1]["settings"]["metrics"] == ["dci", "factor_vae"]
+    # the heatmap's MIG is the table's: the same draws
+    _, task, parts, data = load_run(out)
+    _, score = code_factor_information(parts["guide"], data.info["factor_data"], task.settings())
+    assert score == final["mig[disentanglement_lib]"]
     assert main(["eval", str(out), "--metrics", "mig,migg"]) == 2  # a config error
     err = capsys.readouterr().err
     assert "'migg' is not one of mig, mig_chen" in err and "did you mean 'mig'" in err

@@ -52,6 +52,20 @@ def test_image_data_are_scored_in_their_integer_levels() -> None:
     assert torch.equal(data.train, data.train.round()) and data.train.max() == 16
 
 
+def test_image_data_off_their_integer_levels_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load("flow-digits-glow", smoke=True)
+    load_splits = type(cfg.data).load
+
+    def shifted(self: object, seed: int) -> object:  # pixels a third of a level off
+        splits = load_splits(self, seed)  # type: ignore[arg-type]
+        splits.valid = splits.valid + 1 / 48
+        return splits
+
+    monkeypatch.setattr(type(cfg.data), "load", shifted)
+    with pytest.raises(ConfigError, match="valid pixels are not integer levels of 17"):
+        create(cfg).data()
+
+
 @pytest.mark.parametrize(
     ("name", "overrides", "message"),
     [

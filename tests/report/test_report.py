@@ -23,11 +23,30 @@ def make_run(run: Path) -> None:
         yaml.safe_dump({"name": "demo <run>", "description": "a test run", "train": {"lr": 0.001}})
     )
     (run / "final_metrics.json").write_text(
-        json.dumps({"test_log_likelihood_k5000": -87.1234, "active_units": {"z": 21}})
+        json.dumps(
+            {
+                "test_log_likelihood_k5000": -87.1234,
+                "active_units": {"z": 21},
+                "test_count_confusion": [[7, 1], [2, 9]],
+                "eval_checkpoint": "best.pt",
+                "eval_step": 20,
+            }
+        )
     )
+    record = {
+        "time": "2026-12-08T01:02:03",
+        "seconds": 1.5,
+        "checkpoint": "best.pt",
+        "step": 20,
+        "overrides": ["eval.num_particles=5000"],
+        "seed": 7,
+        "after_training": False,
+        "metrics": {"test_log_likelihood_k5000": -87.1234},
+    }
+    (run / "evaluations.jsonl").write_text(json.dumps(record) + "\n")
     with MetricsLog(run, tensorboard=False) as log:
         for step in range(1, 21):
-            log.write(step, loss=100.0 / step)
+            log.write(step, loss=100.0 / step, **{f"valid/m{i}": step * i for i in range(10)})
         log.write(20, **{"valid/iwae_k50": -90.0})
     image_grid(torch.rand(16, 784), (28, 28), run / "samples.png", "samples")
     image_grid(torch.rand(8, 784), (28, 28), run / "reconstructions.png")
@@ -40,6 +59,15 @@ def test_report_is_self_contained_with_metrics_config_and_pictures(tmp_path: Pat
     assert "<title>dgm run: demo &lt;run&gt;</title>" in page  # escaped
     assert "test_log_likelihood_k5000" in page and "-87.12" in page and "z: 21" in page
     assert "lr: 0.001" in page
+    # a confusion matrix as a labelled table; the evaluated checkpoint; every evaluation
+    assert 'class="matrix"' in page and "true \\ predicted" in page
+    assert "<code>checkpoints/best.pt</code> (step 20)" in page
+    assert 'id="evaluations"' in page and "--set eval.num_particles=5000" in page
+    # twelve learning curves in rows of four, not one 5000-pixel row
+    from matplotlib.image import imread
+
+    curves = imread(str(run / "learning_curves.png"))
+    assert curves.shape[1] <= 1500 and curves.shape[0] >= 3 * 250
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 3  # curves, samples, reconstructions, all embedded
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
@@ -84,6 +112,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'id="metrics"' in dom.stdout and "test_log_likelihood_k5000" in dom.stdout
+    assert 'class="matrix"' in dom.stdout and 'id="evaluations"' in dom.stdout
     proc = subprocess.run(
         [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600", report.as_uri()],
         capture_output=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import errno
 import json
@@ -218,8 +219,12 @@ def _print_metrics(metrics: dict[str, object]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if getattr(args, "no_progress", False):
-        progress.enable(False)
+    quiet = getattr(args, "no_progress", False)
+    with progress.enabled_as(False) if quiet else contextlib.nullcontext():
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "list":
         catalogue = experiments.catalogue()
         width = max((len(n) for n in catalogue), default=0)

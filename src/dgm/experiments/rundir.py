@@ -187,13 +187,21 @@ class RunLock:
         try:
             run.mkdir(parents=True, exist_ok=True)
             self._take()
-        except PermissionError as err:
-            raise RunDirectoryError(_unwritable(run, err)) from None
         except OSError as err:
+            self._remove_if_created()
             if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
                 raise RunDirectoryError(_unwritable(run, err)) from None
             raise
+        except BaseException:
+            self._remove_if_created()
+            raise
         return self
+
+    def _remove_if_created(self) -> None:
+        """A directory this lock created and nothing wrote into goes again."""
+        run = self.path.parent
+        if self.created and run.is_dir() and not any(run.iterdir()):
+            run.rmdir()
 
     def _take(self) -> None:
         text = json.dumps(self.info)
@@ -223,9 +231,7 @@ class RunLock:
     ) -> None:
         if (_read_lock(self.path) or {}).get("pid") == os.getpid():
             self.path.unlink(missing_ok=True)
-        run = self.path.parent
-        if self.created and run.is_dir() and not any(run.iterdir()):
-            run.rmdir()  # a run that failed before writing anything leaves no directory
+        self._remove_if_created()  # a run that failed before writing anything leaves none
 
 
 __all__ = [

@@ -265,8 +265,8 @@ def evaluate(
     other key of an earlier evaluation of the same checkpoint (file and step) is kept, as is
     the training summary (``extra`` after training). Each evaluation is appended to
     ``evaluations.jsonl`` with when, on which checkpoint, with which settings and seed it
-    ran, and what it computed. The evaluation is seeded from the run's seed and its
-    settings: the same checkpoint evaluated with the same settings gives the same numbers.
+    ran, and what it computed. The evaluation (and its pictures) are seeded from the run's
+    seed: the same checkpoint evaluated with the same settings gives the same numbers.
 
     Returns:
         The metrics of this evaluation, with ``eval_checkpoint`` and ``eval_step``.
@@ -275,7 +275,9 @@ def evaluate(
     started, clock = datetime.datetime.now(), time.perf_counter()
     r = load(out, overrides=overrides)
     settings = to_dict(r.cfg).get("eval", {})
-    seed = derived_seed(r.cfg.train.seed, "evaluate", settings)
+    # from the run's seed alone: a setting that picks what is computed (eval.metrics) leaves
+    # the numbers computed before it as they were
+    seed = derived_seed(r.cfg.train.seed, "evaluate")
     seed_all(seed)
     computed = r.task.evaluate(r.parts, r.data)
     which = {"eval_checkpoint": r.checkpoint.name, "eval_step": r.step}
@@ -296,7 +298,7 @@ def evaluate(
     }
     with (out / EVALUATIONS).open("a") as f:
         f.write(json.dumps(record) + "\n")
-    seed_all(derived_seed(r.cfg.train.seed, "pictures", settings))
+    seed_all(derived_seed(r.cfg.train.seed, "pictures"))
     write_pictures(out, r.task.pictures(r.parts, r.data, out))
     return metrics
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from ...data import DATASETS, Splits
 from ...metrics import count_report
-from ...models.air import LIKELIHOODS, AIRGuide, AIRModel, read_steps
+from ...models.air import LIKELIHOODS, AIRGuide, AIRModel, Steps, read_steps
 from ...nn.mlp import ACTIVATIONS
 from ...nn.spatial import where_to_box
 from ...objectives import OBJECTIVES, elbo, iwae, log_weights
@@ -380,23 +380,31 @@ class AIRTask(LatentVariableTask[AIRConfig]):
         return pictures
 
     @torch.no_grad()
+    def draw(self, parts: Parts, n: int, count: int | None = None) -> tuple[Tensor, Steps]:
+        """``n`` canvases from the model (pixel means) and their steps; ``count`` fixes the
+        number of objects (each step's presence) instead of drawing it from the prior."""
+        num_steps = self.cfg.model.num_steps
+        model = parts["model"]
+        fixed: dict[str, Tensor] = {}
+        if count is not None:
+            if not 0 <= count <= num_steps:
+                raise ValueError(f"count must be in 0..{num_steps} (model.num_steps), got {count}")
+            ref = next(model.parameters())
+            fixed = {
+                f"z_pres_{t}": ref.new_full((n, 1), float(t < count)) for t in range(num_steps)
+            }
+        with trace() as p, condition(fixed):
+            means = model(num_samples=n)
+        return means, read_steps(p, num_steps)
+
+    @torch.no_grad()
     def sample(
         self, parts: Parts, data: Splits, n: int, path: Path, count: int | None = None
     ) -> Path:
         """``n`` images drawn from the model (pixel means), with their windows; ``count``
         fixes the number of objects (the presence of each step) instead of drawing it."""
-        steps_count = self.cfg.model.num_steps
-        model = parts["model"]
-        fixed: dict[str, Tensor] = {}
-        if count is not None:
-            ref = next(model.parameters())
-            fixed = {
-                f"z_pres_{t}": ref.new_full((n, 1), float(t < count)) for t in range(steps_count)
-            }
-        with trace() as p, condition(fixed):
-            means = model(num_samples=n)
+        means, steps = self.draw(parts, n, count)
         canvas = data.image_shape[-1]
-        steps = read_steps(p, steps_count)
         boxes = where_to_box(steps.z_where, canvas)
         images = means.reshape(n, canvas, canvas)
         caption = f"{n} samples (pixel means) with their windows"
