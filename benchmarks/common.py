@@ -261,7 +261,8 @@ def run_or_reuse(
         return {**json.loads(final_path.read_text()), "reused": True, "wall_seconds": seconds}
     resume = same and (last.is_file() or last.with_name("last.prev.pt").is_file())
     t0 = time.perf_counter()
-    runner.train(cfg, out, resume=resume, progress=False, overwrite=not resume)
+    # progress: a line about every 30 s in a benchmark's log (DGM_PROGRESS=0: none)
+    runner.train(cfg, out, resume=resume, progress=None, overwrite=not resume)
     final = json.loads(final_path.read_text())
     return {
         **final,

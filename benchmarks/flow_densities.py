@@ -34,7 +34,7 @@ DIGITS = ("realnvp", "maf", "nsf", "realnvp-image", "glow")
 def train(name: str, overrides: list[str], run: Path) -> dict:
     cfg = experiments.load(name, overrides)
     t0 = time.perf_counter()
-    runner.train(cfg, run, progress=False, overwrite=True)
+    runner.train(cfg, run, progress=None, overwrite=True)
     final = json.loads((run / "final_metrics.json").read_text())
     final["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return final

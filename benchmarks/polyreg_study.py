@@ -62,7 +62,7 @@ def main() -> None:
     for name in ("polyreg-ic", "polyreg-ic-variable"):
         cfg = experiments.load(name, args.set)
         run = args.out / name
-        runner.train(cfg, run, progress=False, overwrite=True)  # a re-run archives the last one
+        runner.train(cfg, run, progress=None, overwrite=True)  # a re-run archives the last one
         final = json.loads((run / "final_metrics.json").read_text())
         payload[name] = final
         ref = final["reference_chain"]

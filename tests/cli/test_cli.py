@@ -71,6 +71,9 @@ def test_every_packaged_experiment_runs_end_to_end_at_smoke_size(
         pictures = ("samples.png", "samples_t07.png") if images else ("density.png",)
     elif cfg.task == "gan":  # the last samples, and samples from fixed noise over training
         pictures = ("samples.png", "samples_over_training.png")
+    elif cfg.task == "air":  # samples from the prior, and with one and two objects
+        pictures = ("samples.png", "reconstructions.png")
+        pictures += ("samples_1_object.png", "samples_2_objects.png")
     elif cfg.task == "disentangle":
         pictures = ("samples.png", "reconstructions.png", "traversals.png")
         pictures += ("mutual_information.png",)  # dSprites has ground-truth factors

@@ -54,7 +54,7 @@ def train(
     cfg: RunConfig,
     run_dir: str | Path,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | None = True,
     overwrite: bool = False,
 ) -> Path:
     """Train and evaluate ``cfg`` into ``run_dir``; return the path of ``report.html``.
@@ -110,7 +110,7 @@ def _fit(
     device: torch.device,
     world: distributed.World,
     resume: bool,
-    progress: bool,
+    progress: bool | None,
     changes: dict[str, list[Any]],
 ) -> FitResult:
     """Build the task's parts and run the loop on them (the directory is already checked)."""
@@ -141,7 +141,7 @@ def _fit(
             cfg.train.schedule(),
             transform=data.transform,
             validate=validate,
-            output=Output(ckpt, log, progress),
+            output=Output(ckpt, log, progress, f"training {cfg.name}"),
             execution=Execution(cfg.train.compile, cfg.train.compile_mode, world),
         )
         result.resumed_from = used.name if used is not None else None

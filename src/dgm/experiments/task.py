@@ -139,6 +139,18 @@ class Task(Generic[C]):
         raise RunKindError(f"a run of task {self.name!r} has no samples to draw")
 
 
+# what one chunk of an evaluation over particles may hold: points x particles x values per
+# point (2**22 floats: 16 MiB of model output; the activations behind it a few times that)
+CHUNK_ELEMENTS = 2**22
+
+
+def points_per_chunk(values_per_point: int, particles: int, most: int | None = None) -> int:
+    """How many points to score at once with ``particles`` each, so that a chunk holds about
+    ``CHUNK_ELEMENTS`` values (at least one point; at most ``most``)."""
+    n = max(1, CHUNK_ELEMENTS // max(1, values_per_point * particles))
+    return n if most is None else max(1, min(n, most))
+
+
 def drop_unknown(raw: dict[str, Any], cls: type) -> dict[str, Any]:
     """``raw`` without the keys that the configuration class ``cls`` does not have (in a
     component section, those its chosen component does not take)."""
@@ -165,4 +177,14 @@ def load_parts(parts: Parts, saved: dict[str, Any]) -> None:
             raise ValueError(f"the checkpoint has no entry for part {name!r}")
 
 
-__all__ = ["Parts", "Picture", "Task", "TaskData", "Wrap", "drop_unknown", "load_parts"]
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "Parts",
+    "Picture",
+    "Task",
+    "TaskData",
+    "Wrap",
+    "drop_unknown",
+    "load_parts",
+    "points_per_chunk",
+]

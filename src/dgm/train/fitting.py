@@ -35,7 +35,7 @@ def fit(
     transform: Callable[[Tensor], Tensor] | None = None,
     seed: int = 0,
     log_every: int = 100,
-    progress: bool = False,
+    progress: bool | None = None,
     time_limit: float | None = None,
     lr_schedule: str = "constant",
     lr_final: float | None = None,
@@ -84,7 +84,8 @@ def fit(
             cast above; tensor data only.
         seed: seeds the data order (the programs' own draws use the global torch RNG).
         log_every: record the mean loss every this many steps.
-        progress: a tqdm bar with the loss and examples/s.
+        progress: show progress with the loss (``dgm.progress``: a bar on a terminal, a line
+            about every 30 s in a log); ``None``: unless turned off there.
         time_limit: stop after this many seconds.
         lr_schedule: a name in ``dgm.train.lr_schedule.LR_SCHEDULES`` ("constant",
             "exponential", "cosine", "iwae"): every optimizer's rate times a factor of the

@@ -76,11 +76,13 @@ class FitResult:
 @dataclass
 class Output:
     """Where a run leaves its record: checkpoints (``last.pt`` and ``best.pt`` in
-    ``checkpoint_dir``), the metrics log, and a progress bar."""
+    ``checkpoint_dir``), the metrics log, and progress (a bar on a terminal, a line about
+    every 30 s in a log)."""
 
     checkpoint_dir: str | Path | None = None
     log: MetricsLog | None = None
-    progress: bool = False
+    progress: bool | None = False  # None: as dgm.progress says (on unless turned off)
+    label: str = "training"  # what the progress bar or lines call the run
 
 
 @dataclass
@@ -202,8 +204,8 @@ class _Loop:
         if self.ckpt is not None and self.world.is_main:
             for stale in checkpoint.remove_temporaries(self.ckpt):
                 say(f"dgm: removed {stale}, left by an interrupted checkpoint write")
-        show = self.output.progress and self.world.is_main
-        self.bar = Progress(self.total, "training", "step", self.state.step, show=show)
+        show = self.output.progress if self.world.is_main else False
+        self.bar = Progress(self.total, self.output.label, "step", self.state.step, show=show)
         set_lr = _lr_setter(self.state.optimizers, self.s, self.total)
         self.start, self.cpu_start = time.perf_counter(), time.process_time()
         self.before = (self.state.seconds, self.state.cpu_seconds)  # earlier segments

@@ -44,7 +44,7 @@ from ...ppl import condition, replay, trace
 from ...report import boxes_grid
 from ...train.optim import adam
 from ..config import ConfigError, TrainConfig, above, at_least, choice, extended, resumable
-from ..task import Parts, Picture
+from ..task import Parts, Picture, points_per_chunk
 from .data import ImageDataConfig
 from .latent import (
     EvalConfig,
@@ -268,7 +268,7 @@ class AIRTask(LatentVariableTask[AIRConfig]):
             groups.append({"params": baseline, "lr": t.baseline_lr})
         return [adam(groups, eps=t.adam_eps)]
 
-    def counts(self, guide: nn.Module, x: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    def counts(self, guide: nn.Module, x: Tensor, batch_size: int = 100) -> tuple[Tensor, Tensor]:
         """The guide's inferred counts ``[N]`` and boxes ``[N, T, 4]`` for images ``x``."""
         counts, boxes = [], []
         canvas = math.isqrt(x.shape[-1])
@@ -292,14 +292,17 @@ class AIRTask(LatentVariableTask[AIRConfig]):
             k = t.valid_particles
             counts, _ = self.counts(guide, valid)
             report = count_report(counts, true)
-            with torch.no_grad():
-                lw = log_weights(model, guide, valid, num_particles=k)
-                bound = iwae(lw).mean().item()
-                first = elbo(lw).mean().item()
+            bounds, elbos = [], []
+            with torch.no_grad():  # in chunks: every particle's canvases at once is too many
+                most = self.cfg.eval.batch_size
+                for chunk in valid.split(points_per_chunk(valid[0].numel(), k, most)):
+                    lw = log_weights(model, guide, chunk, num_particles=k)
+                    bounds.append(iwae(lw))
+                    elbos.append(elbo(lw))
             return {
                 "valid/count_accuracy": report.accuracy,
-                "valid/elbo": first,
-                f"valid/iwae_k{k}": bound,
+                "valid/elbo": torch.cat(elbos).mean().item(),
+                f"valid/iwae_k{k}": torch.cat(bounds).mean().item(),
                 "valid/mean_count": counts.mean().item(),
             }
 
@@ -330,7 +333,7 @@ class AIRTask(LatentVariableTask[AIRConfig]):
         k = e.num_particles
         bounds, elbos = [], []
         with torch.no_grad():
-            for chunk in test.split(max(1, e.batch_size)):
+            for chunk in test.split(points_per_chunk(test[0].numel(), k, e.batch_size)):
                 lw = log_weights(model, guide, chunk, num_particles=k)
                 bounds.append(iwae(lw))
                 elbos.append(elbo(lw))

@@ -51,7 +51,7 @@ from ..config import (
     config_errors,
     resumable,
 )
-from ..task import Parts, Picture, Task, Wrap
+from ..task import Parts, Picture, Task, Wrap, points_per_chunk
 from .data import ImageDataConfig
 
 
@@ -227,12 +227,19 @@ class LatentVariableTask(Task[C]):
 
         def validate() -> dict[str, float]:
             k = t.valid_particles
+            # in chunks: the whole validation set at once would hold every particle's decoder
+            # activations (gigabytes)
+            chunk = points_per_chunk(valid[0].numel(), k)
+            bounds, ess = [], []
             with torch.no_grad():
-                lw = log_weights(model, guide, valid, num_particles=k)
-                metrics = {
-                    f"valid/iwae_k{k}": iwae(lw).mean().item(),
-                    f"valid/ess_k{k}": effective_sample_size(lw.log_w).mean().item(),
-                }
+                for x in valid.split(chunk):
+                    lw = log_weights(model, guide, x, num_particles=k)
+                    bounds.append(iwae(lw))
+                    ess.append(effective_sample_size(lw.log_w))
+            metrics = {
+                f"valid/iwae_k{k}": torch.cat(bounds).mean().item(),
+                f"valid/ess_k{k}": torch.cat(ess).mean().item(),
+            }
             part.eval()  # measuring must not move NVIL's running statistics
             stats = gradient_stats(objective, model, guide, probe, num_draws=t.grad_stats_draws)
             if isinstance(objective, MCMCFromQ):
@@ -253,7 +260,7 @@ class LatentVariableTask(Task[C]):
         ll = log_likelihood(
             model, guide, test, num_particles=k, batch_size=e.batch_size, compile=compiled
         )
-        terms = elbo_terms(model, guide, test)
+        terms = elbo_terms(model, guide, test, batch_size=e.batch_size)
         metrics = {
             f"test_log_likelihood_k{k}": ll.mean().item(),
             "test_log_likelihood_stderr": _stderr(ll),
