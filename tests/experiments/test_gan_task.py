@@ -127,6 +127,13 @@ def test_a_gan_run_resumed_from_the_cli_matches_a_straight_run(tmp_path: Path) -
     ra, rb = (torch.load(tmp_path / r / "samples_over_training.pt") for r in "ab")
     assert sorted(ra) == sorted(rb) == [3, 6]
     assert all(torch.equal(ra[k], rb[k]) for k in ra)
+    # and its final metrics are the straight run's: the evaluation is seeded from the run
+    fa, fb = (json.loads((tmp_path / r / "final_metrics.json").read_text()) for r in "ab")
+    scored = [
+        k for k in fa if not k.startswith(("train_", "best_", "stopped_")) and "seconds" not in k
+    ]
+    assert {k: fa[k] for k in scored} == {k: fb[k] for k in scored}
+    assert (fa["train_segments"], fb["train_segments"]) == (1, 2)
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from ..progress import tracked
 from .modes import _device_of
 
 if TYPE_CHECKING:
@@ -117,7 +118,8 @@ def features(images: Tensor, network: nn.Module, batch_size: int = DEFAULT_BATCH
     """``network``'s features of ``images``, in batches moved to its device: ``[N, F]``
     float64, on that device."""
     device = _device_of(network, images.device)
-    return torch.cat([network(b.to(device)).double() for b in images.split(batch_size)])
+    batches = tracked(images.split(batch_size), f"features of {len(images)} images", unit="batch")
+    return torch.cat([network(b.to(device)).double() for b in batches])
 
 
 TORCHMETRICS_MINIMUM = (1, 4)
