@@ -2,8 +2,10 @@
 
 This is glue between the task contract (``dgm.experiments.task``), the training loop
 (``dgm.train``) and the report (``dgm.report``); it names no family. A run directory holds
-``config.yaml`` (resolved), ``metrics.jsonl``, ``checkpoints/``, ``final_metrics.json``,
-the task's pictures with ``pictures.json`` (their captions) and ``report.html``.
+``config.yaml`` (resolved), ``metrics.jsonl``, ``checkpoints/``, ``final_metrics.json``
+(everything known of the evaluated checkpoint), ``evaluations.jsonl`` (each evaluation:
+when, which checkpoint, which settings and seed, what it gave), the task's pictures with
+``pictures.json`` (their captions) and ``report.html``.
 """
 
 from __future__ import annotations
