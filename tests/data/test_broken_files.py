@@ -253,10 +253,39 @@ def test_offline_idx_message_names_every_file(isolated: Path) -> None:
         mnist("test", data_dir=isolated / "empty", download=False)
     msg = str(info.value)
     for name in idx._MNIST_MD5:
+        unpacked = name.removesuffix(".gz")
         assert f"  {name}  (from https://" in msg
-    assert "(or its mnist/ subfolder)" in msg
-    with pytest.raises(DataNotFoundError, match="fashion-mnist/ subfolder"):
+        assert f", or {unpacked} (the same data, uncompressed)" in msg
+    assert "(or its mnist/ or MNIST/raw/ subfolder)" in msg
+    with pytest.raises(DataNotFoundError, match="fashion-mnist/ or FashionMNIST/raw/ subfolder"):
         fashion_mnist("test", data_dir=isolated / "empty", download=False)
+
+
+@pytest.mark.parametrize("folder", ["", "mnist", "MNIST/raw"])
+def test_uncompressed_idx_files_are_read_where_users_keep_them(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    d = isolated / "data" / folder
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (7, 28, 28)).astype(np.uint8)
+    write_idx(d / "train-images-idx3-ubyte", images)
+    write_idx(d / "train-labels-idx1-ubyte", np.arange(7) % 10)
+    raw = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in d.iterdir()}
+    monkeypatch.setattr(idx, "_MNIST_RAW_MD5", {**idx._MNIST_RAW_MD5, **raw})
+    x, y = mnist("train", data_dir=isolated / "data", download=False)
+    assert torch.equal(x, torch.from_numpy(images.reshape(7, -1) / 255.0).float())
+    assert y.tolist() == [0, 1, 2, 3, 4, 5, 6]
+    # a tampered file is refused, naming it: its md5 is not the canonical one of its form
+    path = d / "train-images-idx3-ubyte"
+    tampered = bytearray(path.read_bytes())
+    tampered[100] ^= 1
+    path.write_bytes(bytes(tampered))
+    with pytest.raises(CorruptDataError, match="but the published train-images-idx3-ubyte has"):
+        mnist("train", data_dir=isolated / "data", download=False)
+    path.write_bytes(bytes(tampered)[:-30])  # truncated
+    with pytest.raises(CorruptDataError, match=f"{path} has md5"):
+        mnist("train", data_dir=isolated / "data", download=False)
 
 
 # --- IDX files (MNIST, Fashion-MNIST) ------------------------------------------------------

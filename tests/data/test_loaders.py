@@ -134,11 +134,16 @@ def test_wrong_split_and_corrupt_npz_are_reported(
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file of uint8 ``array``: gzip-compressed when ``path`` ends in ``.gz``."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
         struct.pack(">I", s) for s in array.shape
     )
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+    data = header + array.astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
 
 
 def test_idx_reader_and_mnist_loader_with_binarization(
@@ -188,6 +193,11 @@ def test_real_data_sets_load_with_published_checksums() -> None:
     assert test.shape == (10000, 784) and 0.1 < float(test.mean()) < 0.15
     x, y = mnist("test", download=False)
     assert x.shape == (10000, 784) and y.bincount().tolist()[:2] == [980, 1135]
+    d = shared_data_dir()
+    assert d is not None
+    if any((d / "mnist" / f"train-images-idx3-ubyte{s}").is_file() for s in ("", ".gz")):
+        x, y = mnist("train", download=False)  # the 60000 training digits, either form
+        assert x.shape == (60000, 784) and y.bincount().tolist()[:2] == [5923, 6742]
 
 
 def test_mnist_t10k_cuts_the_test_set_into_disjoint_splits_fixed_across_seeds(

@@ -42,7 +42,12 @@ class CorruptDataError(ChecksumError, ValueError):
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A canonical data file: name, URLs to try in order, and its checksum (sha256 or md5)."""
+    """A canonical data file: name, URLs to try in order, and its checksum (sha256 or md5).
+
+    ``local`` lists other forms of the same data that users keep and that are read as well
+    when found (never downloaded): e.g. the uncompressed ``train-images-idx3-ubyte`` of a
+    published ``train-images-idx3-ubyte.gz``, each with its own checksum.
+    """
 
     name: str
     urls: tuple[str, ...]
@@ -50,6 +55,7 @@ class RemoteFile:
     md5: str | None = None
     # further digests (same algorithm) of the same data as another known packaging ships it
     also: tuple[str, ...] = ()
+    local: tuple[RemoteFile, ...] = ()
 
 
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -85,10 +91,13 @@ def verify(path: Path, remote: RemoteFile) -> None:
         return
     actual = file_digest(path, algorithm)
     if actual != expected and actual not in remote.also:
+        source = (
+            f"the file from {remote.urls[0]}" if remote.urls else "the canonical file of that name"
+        )
         raise CorruptDataError(
             f"{path} has {algorithm} {actual}, but the published {remote.name} has {expected}. "
             f"The file is corrupt, truncated or a different version: delete it and let dgm "
-            f"download it again, or replace it with the file from {remote.urls[0]}"
+            f"download it again, or replace it with {source}"
         )
 
 
@@ -132,11 +141,14 @@ def find_or_download(
     needed: Sequence[RemoteFile] = (),
     alternative: str = "",
     fallback_dirs: Sequence[Path] = (),
+    also_in: Sequence[str] = (),
 ) -> Path:
-    """Path of a verified copy of ``remote``: found in the search dirs, or downloaded.
+    """Path of a verified copy of ``remote`` (or of one of its ``local`` forms): found in the
+    search dirs, or downloaded.
 
-    Each search directory is looked at directly and in its ``subdir`` (e.g. ``mnist/``), then
-    each of ``fallback_dirs`` (where a system package installs the files; never written to);
+    Each search directory is looked at directly, in its ``subdir`` (e.g. ``mnist/``) and in
+    the folders ``also_in`` (e.g. torchvision's ``MNIST/raw``), then each of
+    ``fallback_dirs`` (where a system package installs the files; never written to);
     downloads go to ``subdir`` of the first writable search directory. When there is no copy
     and none can be downloaded, the ``DataNotFoundError`` lists ``needed`` (every file the
     data set needs; default: just ``remote``) and ``alternative`` (another way to provide the
@@ -144,11 +156,14 @@ def find_or_download(
     """
     dirs = search_dirs(data_dir)
     dirs_with_fallback = [*dirs, *map(Path, fallback_dirs)]
+    folders = ["", subdir, *also_in]
     for d in dirs_with_fallback:
-        for candidate in (d / remote.name, d / subdir / remote.name):
-            if candidate.is_file():
-                verify(candidate, remote)
-                return candidate
+        for form in (remote, *remote.local):
+            for folder in dict.fromkeys(folders):
+                candidate = d / folder / form.name
+                if candidate.is_file():
+                    verify(candidate, form)
+                    return candidate
     failure = "downloading is switched off (download=False)"
     if download_ok:
         try:
@@ -159,7 +174,9 @@ def find_or_download(
             failure = str(e)
     files = list(needed) or [remote]
     raise DataNotFoundError(
-        missing_message(dataset, files, dirs_with_fallback, failure, subdir, alternative)
+        missing_message(
+            dataset, files, dirs_with_fallback, failure, subdir, alternative, also_in
+        )
     )
 
 
@@ -181,11 +198,17 @@ def missing_message(
     failure: str,
     subdir: str = "",
     alternative: str = "",
+    also_in: Sequence[str] = (),
 ) -> str:
     """The message that tells a user exactly which files to put where."""
-    listing = "\n".join(f"  {f.name}  (from {f.urls[0]})" for f in files)
+    listing = "\n".join(
+        f"  {f.name}  (from {f.urls[0]})"
+        + "".join(f", or {other.name} (the same data, uncompressed)" for other in f.local)
+        for f in files
+    )
     looked = "\n".join(f"  {d}" for d in dirs)
-    where = f" (or its {subdir}/ subfolder)" if subdir else ""
+    folders = [f"{f}/" for f in (subdir, *also_in) if f]
+    where = f" (or its {' or '.join(folders)} subfolder)" if folders else ""
     return (
         f"{dataset} not found, and it could not be downloaded: {failure}\n"
         f"Looked in:\n{looked}\n"

@@ -51,6 +51,20 @@ _FASHION_DEBIAN_MD5 = {
     "t10k-images-idx3-ubyte.gz": "f78720b4224f21cce2f2ccf2d7a94c9a",
     "t10k-labels-idx1-ubyte.gz": "0d30e22e447f3c33dab9ed536400ac01",
 }
+# md5 sums of the same files uncompressed, as users keep them (torchvision's MNIST/raw/
+# after extraction, or packages that ship the raw IDX files)
+_MNIST_RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+_FASHION_RAW_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
 BINARIZE = (None, "dynamic", "threshold")
 
 
@@ -103,6 +117,12 @@ def dynamic_binarize(x: Tensor, generator: torch.Generator | None = None) -> Ten
     return torch.bernoulli(x, generator=generator)
 
 
+def _uncompressed(name: str, raw_md5: dict[str, str]) -> tuple[RemoteFile, ...]:
+    """The uncompressed form of the published ``name`` (``.gz``), if its md5 is known."""
+    unpacked = name.removesuffix(".gz")
+    return (RemoteFile(unpacked, (), md5=raw_md5[unpacked]),) if unpacked in raw_md5 else ()
+
+
 def _load(
     dataset: str,
     urls: tuple[str, ...],
@@ -115,18 +135,22 @@ def _load(
     generator: torch.Generator | None,
     also: dict[str, str] | None = None,
     fallback_dirs: tuple[Path, ...] = (),
+    raw_md5: dict[str, str] | None = None,
+    raw_dir: str = "",
 ) -> tuple[Tensor, Tensor]:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if binarize not in BINARIZE:
         raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
     prefix = "train" if split == "train" else "t10k"
+    raw = raw_md5 or {}
     remotes = {
         name: RemoteFile(
             name,
             tuple(u + name for u in urls),
             md5=md5[name],
             also=(also[name],) if also else (),
+            local=_uncompressed(name, raw),
         )
         for name in md5
     }
@@ -139,6 +163,7 @@ def _load(
             subdir,
             needed=list(remotes.values()),
             fallback_dirs=fallback_dirs,
+            also_in=(raw_dir,) if raw_dir else (),
         )
         for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz")
     ]
@@ -174,15 +199,27 @@ def mnist(
 ) -> tuple[Tensor, Tensor]:
     """Grayscale MNIST: images ``[N, 784]`` in [0, 1] (or binarized) and labels ``[N]``.
 
-    The ``.gz`` IDX files are looked for in ``data_dir``, ``DGM_DATA_DIR`` and the cache
-    directory, each directly and in its ``mnist/`` subfolder.
+    The IDX files, compressed (``train-images-idx3-ubyte.gz`` ...) or not
+    (``train-images-idx3-ubyte`` ...), are looked for in ``data_dir``, ``DGM_DATA_DIR`` and
+    the cache directory, each directly, in its ``mnist/`` subfolder and in torchvision's
+    ``MNIST/raw/``; each form is checked against the canonical md5 of that form.
 
     Args:
         binarize: ``None``; ``"dynamic"`` (one Bernoulli draw now; for a fresh draw every epoch,
             load grayscale and apply ``dynamic_binarize`` per batch); or ``"threshold"`` (> 0.5).
     """
     return _load(
-        "MNIST", _MNIST_URLS, _MNIST_MD5, "mnist", split, data_dir, binarize, download, generator
+        "MNIST",
+        _MNIST_URLS,
+        _MNIST_MD5,
+        "mnist",
+        split,
+        data_dir,
+        binarize,
+        download,
+        generator,
+        raw_md5=_MNIST_RAW_MD5,
+        raw_dir="MNIST/raw",
     )
 
 
@@ -193,7 +230,8 @@ def fashion_mnist(
     download: bool = True,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Fashion-MNIST, as ``mnist``; also found where Debian's dataset-fashion-mnist puts it
+    """Fashion-MNIST, as ``mnist`` (subfolders ``fashion-mnist/`` and torchvision's
+    ``FashionMNIST/raw/``); also found where Debian's dataset-fashion-mnist puts it
     (``FASHION_DEBIAN_DIR``, looked at after the search directories: ``DGM_DATA_DIR`` set
     for other data sets does not hide it)."""
     return _load(
@@ -208,4 +246,6 @@ def fashion_mnist(
         generator,
         _FASHION_DEBIAN_MD5,
         (FASHION_DEBIAN_DIR,),
+        raw_md5=_FASHION_RAW_MD5,
+        raw_dir="FashionMNIST/raw",
     )
