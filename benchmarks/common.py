@@ -227,9 +227,10 @@ def run_or_reuse(
     reuse: bool = False,
     threads: int | None = None,
     evaluate_again: bool = False,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
-    """Train ``experiment`` with the overrides ``sets`` into ``out``; its final metrics, with
-    ``reused`` and ``wall_seconds`` added.
+    """Train ``experiment`` (by its named ``protocol``, if given) with the overrides ``sets``
+    into ``out``; its final metrics, with ``reused`` and ``wall_seconds`` added.
 
     With ``reuse`` a run already in ``out`` is kept only when its resolved configuration is
     this one, key for key: finished, its metrics are read (``wall_seconds`` is then None);
@@ -244,7 +245,7 @@ def run_or_reuse(
     if threads is not None:
         torch.set_num_threads(threads)
     out = Path(out)
-    cfg = experiments.load(experiment, sets)
+    cfg = experiments.load(experiment, sets, protocol=protocol)
     final_path, last = out / "final_metrics.json", out / "checkpoints" / "last.pt"
     same = False
     if reuse and (out / "config.yaml").is_file():

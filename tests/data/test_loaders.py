@@ -2,6 +2,7 @@ import gzip
 import hashlib
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -256,3 +257,37 @@ def test_fashion_mnist_is_found_in_the_debian_folder_when_dgm_data_dir_is_set_el
     monkeypatch.setattr(idx, "FASHION_DEBIAN_DIR", isolated / "absent")
     with pytest.raises(DataNotFoundError, match="absent"):  # the fallback is listed as looked in
         idx.fashion_mnist("test", download=False)
+
+
+def test_holdout_and_dynamic_binarization_follow_the_iwae_protocol(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dgm.data import DATASETS
+    from tests.data.test_stacked import fake_mnist
+
+    arrays = fake_mnist(isolated / "data", monkeypatch, train=30, test=12)
+    tags = arrays["train"][:, 0, 0]  # each digit's first pixel is its index
+
+    def load(seed: int = 0, **options: object) -> Any:
+        return DATASETS.build(
+            "mnist",
+            data_dir=str(isolated / "data"),
+            seed=seed,
+            train_points=None,
+            valid_points=5,
+            test_points=12,
+            **options,
+        )
+
+    held = load(holdout=10)  # the last 10 training digits held out: 20 train
+    assert (
+        len(held.train) == 20 and (held.valid[:, 0] * 255).round().tolist() == tags[20:25].tolist()
+    )
+    every = load(holdout=0)  # all 30 train; validation watches the first training digits
+    assert len(every.train) == 30 and torch.equal(every.valid, every.train[:5])
+    a, b = load(0, holdout=0, binarize="dynamic"), load(1, holdout=0, binarize="dynamic")
+    assert torch.equal(a.test, b.test)  # one binarization of the test digits for every run
+    assert set(a.test.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a.valid, b.valid)
+    assert a.transform is not None and torch.equal(a.train, b.train)  # grayscale, drawn per batch
+    with pytest.raises(ValueError, match=r"holdout must be in 0\.\.29"):
+        load(holdout=30)

@@ -155,3 +155,18 @@ def test_posterior_prior_and_hmc_combinations_are_checked(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load(name, overrides)
+
+
+def test_protocols_apply_their_settings_and_unknown_ones_are_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dgm.cli import main
+    from dgm.experiments import available
+
+    for name in available():  # every packaged protocol names settings that exist
+        for protocol in load(name).protocols:
+            load(name, protocol=protocol)
+    assert main(["train", "quickstart", "--smoke", "--protocol", "paper"]) == 2
+    assert "--protocol paper: this experiment's protocols are: none" in capsys.readouterr().err
+    assert main(["train", "iwae-table1-1layer", "--smoke", "--protocol", "papr"]) == 2
+    assert "protocols are: paper" in capsys.readouterr().err

@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a seconds-long run with the experiment's smoke settings",
     )
     t.add_argument(
+        "--protocol",
+        metavar="NAME",
+        help="train by one of the experiment's named protocols (its `protocols:` section, "
+        "e.g. `paper`: the published schedule) instead of its packaged recipe",
+    )
+    t.add_argument(
         "--device",
         choices=DEVICES,
         help="where to train (default: the config's train.device)",
@@ -237,7 +243,7 @@ def _command(args: argparse.Namespace) -> int:
 
     if args.command == "train":
         overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
-        cfg = experiments.load(args.experiment, overrides, smoke=args.smoke)
+        cfg = experiments.load(args.experiment, overrides, smoke=args.smoke, protocol=args.protocol)
         if args.resume and args.out is None:
             raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
         if args.resume and args.overwrite:

@@ -174,9 +174,7 @@ def find_or_download(
             failure = str(e)
     files = list(needed) or [remote]
     raise DataNotFoundError(
-        missing_message(
-            dataset, files, dirs_with_fallback, failure, subdir, alternative, also_in
-        )
+        missing_message(dataset, files, dirs_with_fallback, failure, subdir, alternative, also_in)
     )
 
 

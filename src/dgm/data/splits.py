@@ -43,6 +43,8 @@ from .stacked import digit_pool, held_out_parts, stack_digits
 from .toy2d import TOY_DENSITIES, toy2d
 
 BINARIZE = ("dynamic", "threshold")  # how grayscale images become binary (see ``_idx``)
+HOLDOUT = 10000  # MNIST's last training digits, held out for validation (the usual 50000 / 10000)
+TEST_BINARIZATION_SEED = 0  # the one dynamic binarization of the test digits every run shares
 
 
 @dataclass
@@ -143,16 +145,23 @@ def _idx(loader: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., Splits]:
         valid_points: int,
         test_points: int,
         binarize: str | None = None,
+        holdout: int = HOLDOUT,
         **_: Any,
     ) -> Splits:
         gen = torch.Generator().manual_seed(seed)
         train_all, train_labels = loader("train", data_dir)
         test_all, test_labels = loader("test", data_dir)
-        train, valid = train_all[:50000], train_all[50000:][:valid_points]
+        if not 0 <= holdout < len(train_all):
+            raise ValueError(f"holdout must be in 0..{len(train_all) - 1}, got {holdout}")
+        cut = len(train_all) - holdout
+        # holdout=0: every training digit trains (the IWAE paper's 60000); validation then
+        # watches the first training digits, as a paper without a validation set would
+        held = slice(cut, None) if holdout else slice(0, None)
+        train, valid = train_all[:cut], train_all[held][:valid_points]
         test = test_all[:test_points]
         labels = {
-            "train": train_labels[:50000][:train_points],
-            "valid": train_labels[50000:][:valid_points],
+            "train": train_labels[:cut][:train_points],
+            "valid": train_labels[held][:valid_points],
             "test": test_labels[:test_points],
         }
         return _grayscale_splits(train[:train_points], valid, test, labels, binarize, gen)
@@ -170,9 +179,12 @@ def _grayscale_splits(
 ) -> Splits:
     transform = None
     if binarize == "dynamic":
-        # a fresh binarization of every training batch; fixed draws for validation and test
+        # a fresh binarization of every training batch (the run's RNG: seeded, resumable);
+        # one fixed draw of the validation digits (the run's seed) and of the test digits
+        # (TEST_BINARIZATION_SEED: every run scored on the same binary test digits)
         transform = dynamic_binarize
-        valid, test = dynamic_binarize(valid, gen), dynamic_binarize(test, gen)
+        valid = dynamic_binarize(valid, gen)
+        test = dynamic_binarize(test, torch.Generator().manual_seed(TEST_BINARIZATION_SEED))
     elif binarize == "threshold":
         train, valid, test = ((t > 0.5).float() for t in (train, valid, test))
     elif binarize is not None:

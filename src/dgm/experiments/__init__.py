@@ -55,9 +55,14 @@ def resolve(name_or_path: str) -> Path:
     )
 
 
-def load(name_or_path: str, overrides: Sequence[str] = (), smoke: bool = False) -> RunConfig:
+def load(
+    name_or_path: str,
+    overrides: Sequence[str] = (),
+    smoke: bool = False,
+    protocol: str | None = None,
+) -> RunConfig:
     """Load an experiment by name or path, with ``key=value`` overrides."""
-    return load_config(resolve(name_or_path), overrides, smoke)
+    return load_config(resolve(name_or_path), overrides, smoke, protocol)
 
 
 __all__ = [

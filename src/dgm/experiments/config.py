@@ -285,7 +285,9 @@ class TrainConfig:
 class RunConfig:
     """The keys every run has; a task's configuration subclasses it with its own sections.
 
-    ``smoke`` holds ``key: value`` overrides for a seconds-long run (``dgm train --smoke``).
+    ``smoke`` holds ``key: value`` overrides for a seconds-long run (``dgm train --smoke``);
+    ``protocols`` named sets of them (``dgm train --protocol paper``: e.g. a paper's published
+    schedule beside the packaged CPU recipe).
     """
 
     name: str = resumable("experiment")
@@ -293,6 +295,7 @@ class RunConfig:
     task: str = ""
     train: TrainConfig = field(default_factory=TrainConfig)
     smoke: dict[str, Any] = resumable(factory=dict)
+    protocols: dict[str, dict[str, Any]] = resumable(factory=dict)
 
     def check(self) -> None:
         """Rules between fields that types, choices and ranges do not express."""
@@ -428,10 +431,11 @@ def from_dict(
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dicts (for YAML): the run's own keys first, ``train`` and ``smoke`` last."""
+    """Plain nested dicts (for YAML): the run's own keys first, ``train``, ``smoke`` and
+    ``protocols`` last."""
     raw: dict[str, Any] = dataclasses.asdict(cfg)
     first: dict[str, Any] = {k: raw.pop(k) for k in ("name", "description", "task") if k in raw}
-    last: dict[str, Any] = {k: raw.pop(k) for k in ("train", "smoke") if k in raw}
+    last: dict[str, Any] = {k: raw.pop(k) for k in ("train", "smoke", "protocols") if k in raw}
     return {**first, **raw, **last}
 
 
@@ -512,11 +516,27 @@ def _looks_numeric(text: str) -> bool:
 
 def apply_smoke(cfg: Any) -> None:
     """Apply the configuration's own ``smoke`` overrides."""
-    assignments = []
-    for k, v in cfg.smoke.items():
+    apply_overrides(cfg, assignments(cfg.smoke))
+
+
+def apply_protocol(cfg: Any, protocol: str) -> None:
+    """Apply the configuration's own overrides of the protocol ``protocol``."""
+    if protocol not in cfg.protocols:
+        known = ", ".join(sorted(cfg.protocols)) or "none"
+        raise ConfigError(
+            f"--protocol {protocol}: this experiment's protocols are: {known} (its `protocols:` "
+            "section names each with the settings it changes)"
+        )
+    apply_overrides(cfg, assignments(cfg.protocols[protocol]))
+
+
+def assignments(settings: dict[str, Any]) -> list[str]:
+    """``{key: value}`` as ``key=value`` overrides (values written as YAML)."""
+    out = []
+    for k, v in settings.items():
         text = yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
-        assignments.append(f"{k}={text}")
-    apply_overrides(cfg, assignments)
+        out.append(f"{k}={text}")
+    return out
 
 
 def _numbers(value: Any) -> list[Any]:
@@ -587,6 +607,7 @@ __all__ = [
     "above",
     "apply_override",
     "apply_overrides",
+    "apply_protocol",
     "apply_smoke",
     "at_least",
     "choice",

@@ -25,6 +25,7 @@ from .config import (
     RunConfig,
     UnknownKeyError,
     apply_overrides,
+    apply_protocol,
     apply_smoke,
     from_dict,
     reset_unread,
@@ -176,8 +177,14 @@ def check(cfg: RunConfig, source: str = "config") -> None:
         raise ConfigError(f"{source}: {err}") from None
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = (), smoke: bool = False) -> RunConfig:
-    """Read a YAML experiment, apply its ``smoke`` overrides (if asked) and ``overrides``, check it."""
+def load_config(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    smoke: bool = False,
+    protocol: str | None = None,
+) -> RunConfig:
+    """Read a YAML experiment, apply its ``protocol``'s overrides and its ``smoke`` ones (if
+    asked), then ``overrides``; check it."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -191,6 +198,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), smoke: bool = F
             "train without --smoke"
         )
     try:
+        if protocol is not None:
+            apply_protocol(cfg, protocol)
         if smoke:
             apply_smoke(cfg)
         apply_overrides(cfg, overrides)

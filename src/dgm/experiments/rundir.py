@@ -31,7 +31,7 @@ class RunDirectoryError(RuntimeError):
 
 
 def _flatten(raw: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(raw, dict) or prefix == "smoke.":
+    if not isinstance(raw, dict) or prefix in ("smoke.", "protocols."):
         return {prefix.rstrip("."): raw}
     out: dict[str, Any] = {}
     for k, v in raw.items():

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...data import DATASETS, Splits
-from ...data.splits import BINARIZE
+from ...data.splits import BINARIZE, HOLDOUT
+from ...options import read_when
 from ..config import at_least, choice
 
 
@@ -49,9 +50,17 @@ class ImageDataConfig(DataConfig):
 
     name: str = choice(lambda: DATASETS.names(kind="image"))
     binarize: str | None = choice(BINARIZE, None)  # mnist / fashion_mnist only
+    # the last training digits held out for validation; 0: all train (validation then
+    # watches training digits: the IWAE paper's 60000, no validation set)
+    holdout: int = read_when(
+        lambda d: bool(DATASETS[d.name].binarize),
+        "data.name=mnist or fashion_mnist",
+        at_least(0, HOLDOUT),
+    )
 
     def options(self) -> dict[str, Any]:
-        return {"binarize": self.binarize}
+        grayscale = bool(DATASETS[self.name].binarize)
+        return {"binarize": self.binarize, **({"holdout": self.holdout} if grayscale else {})}
 
 
 __all__ = ["DataConfig", "ImageDataConfig"]
