@@ -224,6 +224,10 @@ class LatentVariableTask(Task[C]):
         device = _device(model)
         valid = data.valid.to(device)
         probe = data.train[: min(t.batch_size, 100)].to(device)
+        if data.transform is not None:  # as training sees it (a dynamic binarization), drawn
+            with torch.random.fork_rng(devices=[]):  # once and off the run's own RNG
+                torch.manual_seed(t.seed)
+                probe = data.transform(probe)
 
         def validate() -> dict[str, float]:
             k = t.valid_particles
