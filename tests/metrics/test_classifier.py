@@ -193,6 +193,14 @@ def test_mnist_source_without_the_training_files(
     (data / "train-labels-idx1-ubyte.gz").write_bytes(b"")  # directly in the data dir
     assert mnist_train_available(data)
     assert training_source("mnist", data).name == "mnist:train"
+    # uncompressed, in torchvision's layout: there too
+    raw = tmp_path / "raw"
+    (raw / "MNIST" / "raw").mkdir(parents=True)
+    (raw / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"")
+    assert not mnist_train_available(raw)
+    (raw / "mnist").mkdir()
+    (raw / "mnist" / "train-labels-idx1-ubyte").write_bytes(b"")
+    assert mnist_train_available(raw)
     assert training_source("fashion_mnist", data).name == "fashion_mnist:train"
     assert opened == []  # deciding never downloads (nothing was even read)
     with pytest.raises(ValueError, match="fashion_mnist"):

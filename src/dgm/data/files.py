@@ -156,14 +156,11 @@ def find_or_download(
     """
     dirs = search_dirs(data_dir)
     dirs_with_fallback = [*dirs, *map(Path, fallback_dirs)]
-    folders = ["", subdir, *also_in]
-    for d in dirs_with_fallback:
-        for form in (remote, *remote.local):
-            for folder in dict.fromkeys(folders):
-                candidate = d / folder / form.name
-                if candidate.is_file():
-                    verify(candidate, form)
-                    return candidate
+    found = locate(remote, dirs_with_fallback, subdir, also_in)
+    if found is not None:
+        path, form = found
+        verify(path, form)
+        return path
     failure = "downloading is switched off (download=False)"
     if download_ok:
         try:
@@ -176,6 +173,21 @@ def find_or_download(
     raise DataNotFoundError(
         missing_message(dataset, files, dirs_with_fallback, failure, subdir, alternative, also_in)
     )
+
+
+def locate(
+    remote: RemoteFile, dirs: Sequence[Path], subdir: str = "", also_in: Sequence[str] = ()
+) -> tuple[Path, RemoteFile] | None:
+    """The first file of ``remote`` or of one of its ``local`` forms in ``dirs`` (each looked
+    at directly, in ``subdir`` and in ``also_in``), with the form it is; ``None`` if none is
+    there. Nothing is read: the caller verifies it."""
+    for d in dirs:
+        for form in (remote, *remote.local):
+            for folder in dict.fromkeys(["", subdir, *also_in]):
+                candidate = Path(d) / folder / form.name
+                if candidate.is_file():
+                    return candidate, form
+    return None
 
 
 def _first_writable(dirs: list[Path]) -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .files import CorruptDataError, RemoteFile, find_or_download
+from .files import CorruptDataError, RemoteFile, find_or_download, locate, search_dirs
 
 _DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -123,6 +123,38 @@ def _uncompressed(name: str, raw_md5: dict[str, str]) -> tuple[RemoteFile, ...]:
     return (RemoteFile(unpacked, (), md5=raw_md5[unpacked]),) if unpacked in raw_md5 else ()
 
 
+def _remotes(
+    urls: tuple[str, ...],
+    md5: dict[str, str],
+    also: dict[str, str] | None,
+    raw_md5: dict[str, str] | None,
+) -> dict[str, RemoteFile]:
+    """The published files (and their uncompressed forms) of one data set, by name."""
+    raw = raw_md5 or {}
+    return {
+        name: RemoteFile(
+            name,
+            tuple(u + name for u in urls),
+            md5=md5[name],
+            also=(also[name],) if also else (),
+            local=_uncompressed(name, raw),
+        )
+        for name in md5
+    }
+
+
+def mnist_split_present(split: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether both files of MNIST's ``split`` are on disk, in either form, wherever ``mnist``
+    looks (presence only: nothing is read, verified or downloaded)."""
+    prefix = "train" if split == "train" else "t10k"
+    remotes = _remotes(_MNIST_URLS, _MNIST_MD5, None, _MNIST_RAW_MD5)
+    dirs = search_dirs(data_dir)
+    return all(
+        locate(remotes[f"{prefix}-{kind}"], dirs, "mnist", ("MNIST/raw",)) is not None
+        for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz")
+    )
+
+
 def _load(
     dataset: str,
     urls: tuple[str, ...],
@@ -143,17 +175,7 @@ def _load(
     if binarize not in BINARIZE:
         raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
     prefix = "train" if split == "train" else "t10k"
-    raw = raw_md5 or {}
-    remotes = {
-        name: RemoteFile(
-            name,
-            tuple(u + name for u in urls),
-            md5=md5[name],
-            also=(also[name],) if also else (),
-            local=_uncompressed(name, raw),
-        )
-        for name in md5
-    }
+    remotes = _remotes(urls, md5, also, raw_md5)
     paths = [
         find_or_download(
             remotes[f"{prefix}-{kind}"],

@@ -14,8 +14,8 @@ thread.
 Training data:
 
 - ``"mnist"``: MNIST's training set (60000 digits; tested on the 10000 test digits) when its
-  files are on disk. They are only looked for (the search directories of
-  ``dgm.data.files.search_dirs``, each directly and in ``mnist/``), never downloaded to decide;
+  files are on disk, compressed or not. They are only looked for where ``dgm.data.mnist``
+  looks (``dgm.data.idx.mnist_split_present``), never downloaded to decide;
   otherwise the training part of ``mnist_t10k`` (8000 of MNIST's test digits, the data set's
   fixed cut; tested on its held-out 1000 test digits).
 - ``"fashion_mnist"``: Fashion-MNIST's training set (60000; tested on its 10000 test images),
@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.files import cache_dir, search_dirs
+from ..data.files import cache_dir
 from ..progress import Progress, say
 
 RECIPE_VERSION = 1
@@ -60,7 +60,6 @@ IMAGE_SHAPE = (1, 28, 28)
 NUM_FEATURES = 128
 NUM_CLASSES = 10
 FEATURE_DATASETS = ("mnist", "fashion_mnist")
-MNIST_TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 _RANGE_SLACK = 1e-4  # how far outside [0, 1] a pixel may be (rounding) before it is an error
 
 
@@ -248,14 +247,12 @@ class TrainingSource:
 
 
 def mnist_train_available(data_dir: str | os.PathLike[str] | None = None) -> bool:
-    """Whether MNIST's training files are on disk: each of ``MNIST_TRAIN_FILES`` in one of
-    ``search_dirs(data_dir)``, directly or in its ``mnist/`` subfolder, as
-    ``dgm.data.mnist`` looks for them (presence only: nothing is read or downloaded)."""
-    dirs = search_dirs(data_dir)
-    return all(
-        any((d / name).is_file() or (d / "mnist" / name).is_file() for d in dirs)
-        for name in MNIST_TRAIN_FILES
-    )
+    """Whether MNIST's training files are on disk, in either form (``.gz`` or uncompressed),
+    wherever ``dgm.data.mnist`` looks for them (presence only: nothing is read or
+    downloaded)."""
+    from ..data.idx import mnist_split_present
+
+    return mnist_split_present("train", data_dir)
 
 
 def training_source(
