@@ -311,3 +311,35 @@ def test_real_digits_make_multi_mnist(
     torch.testing.assert_close(m.images[:100], render(digits, m, 50)[:100], rtol=0, atol=1e-6)
     again, _ = multi_mnist_set(1000, seed=0, data_dir=tmp_path / "data", cache=False)
     assert_same(m, again)
+
+
+def test_pyros_multi_mnist_follows_its_seeded_draws_image_by_image() -> None:
+    from PIL import Image
+
+    from dgm.data.multi_digit import PYRO_SEED, pyro_multi_mnist
+
+    rng = np.random.default_rng(3)
+    pool = torch.from_numpy(rng.integers(0, 120, (50, 28, 28)).astype(np.uint8))  # dim digits
+    labels = torch.arange(50) % 10
+    found = pyro_multi_mnist(pool, labels, n=40)
+    again = pyro_multi_mnist(pool.float() / 255, labels, n=40)  # a [0, 1] pool: the same
+    assert torch.equal(found.images, again.images)
+    # the first image, redrawn from Pyro's seed in Pyro's order: count, then per digit the
+    # pool index, the scale, the row and the column (no redraw: these dim digits never sum
+    # past 255)
+    rs = np.random.RandomState(PYRO_SEED)
+    for i in range(3):
+        count = rs.randint(3)
+        assert found.counts[i] == count
+        expected = np.zeros((50, 50))
+        for slot in range(count):
+            j = rs.randint(50)
+            w = int(28 / (0.1 * rs.randn() + 1.3))
+            row, col = rs.randint(0, 50 - w), rs.randint(0, 50 - w)
+            resized = np.array(Image.fromarray(pool[j].numpy()).resize((w, w)))
+            expected[row : row + w, col : col + w] += resized
+            assert found.digit_indices[i, slot] == j and found.digit_labels[i, slot] == j % 10
+            assert found.boxes[i, slot].tolist() == [col, row, col + w, row + w]
+        assert torch.equal((found.images[i] * 255).round(), torch.from_numpy(expected).float())
+    assert found.counts.bincount(minlength=3).min() >= 5
+    assert ((found.images * 255).round() == found.images * 255).all()  # 8-bit levels

@@ -37,7 +37,16 @@ from .binarized import binarized_mnist
 from .idx import dynamic_binarize, fashion_mnist, mnist
 from .maf_tables import TABULAR_SETS, tabular
 from .mixtures import MIXTURES, mixture
-from .multi_digit import CANVAS_SIZE, MAX_DIGITS, cached_multi_mnist, pool_tag
+from .multi_digit import (
+    CANVAS_SIZE,
+    MAX_DIGITS,
+    PYRO_IMAGES,
+    PYRO_SEED,
+    MultiMNIST,
+    cached_multi_mnist,
+    pool_tag,
+    pyro_multi_mnist,
+)
 from .sprites import FACTOR_NAMES, FACTOR_SIZES, DSpritesFactors, dsprites
 from .stacked import digit_pool, held_out_parts, stack_digits
 from .toy2d import TOY_DENSITIES, toy2d
@@ -390,6 +399,47 @@ def _multi_mnist(canvas_size: int) -> Callable[..., Splits]:
     return load
 
 
+_PYRO_SETS: dict[str, MultiMNIST] = {}  # generated once per process and pool
+
+
+def _multi_mnist_pyro(
+    *,
+    data_dir: str | None,
+    train_points: int | None,
+    valid_points: int,
+    test_points: int,
+    **_: Any,
+) -> Splits:
+    """Pyro's 60000 multi-MNIST images, draw for draw (``multi_digit.pyro_multi_mnist``),
+    from MNIST's 60000 training digits. Pyro's example trains and reports its count accuracy
+    on these images and holds none out: validation and test are their first images."""
+    digits, labels = mnist("train", data_dir, download=False)
+    key = pool_tag(digits, labels, "mnist train")
+    if key not in _PYRO_SETS:
+        _PYRO_SETS.clear()
+        _PYRO_SETS[key] = pyro_multi_mnist(digits, labels)
+    found = _PYRO_SETS[key]
+    flat = found.images.view(len(found), -1)
+    cuts = {"train": slice(0, train_points), "valid": slice(0, valid_points)}
+    cuts["test"] = slice(0, test_points)
+    return Splits(
+        flat[cuts["train"]],
+        flat[cuts["valid"]],
+        flat[cuts["test"]],
+        (CANVAS_SIZE, CANVAS_SIZE),
+        side={
+            "counts": {k: found.counts[c] for k, c in cuts.items()},
+            "boxes": {k: found.boxes[c] for k, c in cuts.items()},
+            "labels": {k: found.digit_labels[c] for k, c in cuts.items()},
+        },
+        info={
+            "digit_source": f"mnist train ({len(digits)} digits), Pyro's draws (seed {PYRO_SEED})",
+            "canvas_size": CANVAS_SIZE,
+            "max_objects": MAX_DIGITS,
+        },
+    )
+
+
 def _tabular(name: str) -> Callable[..., Splits]:
     def load(
         *,
@@ -551,6 +601,20 @@ for _canvas, _name in ((CANVAS_SIZE, "multi_mnist"), (32, "multi_mnist_32")):
         download="auto",
         max_objects=MAX_DIGITS,
     )
+DATASETS.add(
+    "multi_mnist_pyro",
+    _multi_mnist_pyro,
+    "Pyro's AIR example's 60000 multi-MNIST images exactly (its seed, draws and PIL resize), "
+    "from MNIST's training digits; no held-out images: validation and test are its first ones",
+    kind="image",
+    shape=(CANVAS_SIZE, CANVAS_SIZE),
+    levels=256,
+    binarize=False,
+    train_size=PYRO_IMAGES,
+    factors=False,
+    download="none",
+    max_objects=MAX_DIGITS,
+)
 for _name, _set in TABULAR_SETS.items():
     DATASETS.add(
         _name,
