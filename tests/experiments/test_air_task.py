@@ -61,6 +61,7 @@ def test_every_estimator_trains_from_the_cli(disks: Path, tmp_path: Path, sets: 
     final = json.loads((out / "final_metrics.json").read_text())
     assert 0 <= final["test_count_accuracy"] <= 1
     assert np.array(final["test_count_confusion"]).sum() == final["test_points"]
+    assert final["digit_source"].startswith("mnist")  # which digits the canvases hold
     assert np.isfinite(final["test_elbo"])
     assert (out / "reconstructions.png").stat().st_size > 0
     assert (out / "samples.png").stat().st_size > 0

@@ -341,6 +341,8 @@ class AIRTask(LatentVariableTask[AIRConfig]):
         metrics[f"test_iwae_k{k}"] = bound.mean().item()
         metrics["test_elbo"] = first.mean().item()
         metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
+        if "digit_source" in data.info:  # which MNIST digits the canvases were made of
+            metrics["digit_source"] = data.info["digit_source"]
         return metrics
 
     @torch.no_grad()
