@@ -143,7 +143,7 @@ def _fit(
             cfg.train.schedule(),
             transform=data.transform,
             validate=validate,
-            output=Output(ckpt, log, progress, f"training {cfg.name}"),
+            output=Output(ckpt, log, progress, _label(cfg.name, out)),
             execution=Execution(cfg.train.compile, cfg.train.compile_mode, world),
         )
         result.resumed_from = used.name if used is not None else None
@@ -151,6 +151,12 @@ def _fit(
     finally:
         if log is not None:
             log.close()
+
+
+def _label(name: str, out: Path) -> str:
+    """What progress calls a run: its experiment, and its directory when that says more
+    (several runs of one experiment side by side)."""
+    return f"training {name}" + ("" if out.name.startswith(name) else f" ({out.name})")
 
 
 def load_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
