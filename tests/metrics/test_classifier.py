@@ -266,16 +266,3 @@ def test_the_full_recipe_on_the_data_at_hand(
     with capsys.disabled():
         print(f"\n{model.source}: {model.test_accuracy:.4f} in {model.train_seconds:.0f} s")
 
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    shared_data_dir() is None or not mnist_train_available(shared_data_dir()),
-    reason="MNIST's training files are not at hand (DGM_DATA_DIR)",
-)
-def test_the_classifier_trained_on_the_60000_training_digits_reaches_99_percent(
-    cache: Path,
-) -> None:
-    model = load_or_train(training_source("mnist"))  # RECIPE: 2000 steps, one to two minutes
-    assert model.source == "MNIST training set (60000 images)"
-    assert model.test_split == "MNIST test set (10000 images)" and model.test_points == 10000
-    assert model.test_accuracy >= 0.99
