@@ -265,4 +265,3 @@ def test_the_full_recipe_on_the_data_at_hand(
     assert math.isfinite(model.train_seconds)
     with capsys.disabled():
         print(f"\n{model.source}: {model.test_accuracy:.4f} in {model.train_seconds:.0f} s")
-
