@@ -139,8 +139,9 @@ def write_report(run_dir: str | Path) -> Path:
             parts.append(
                 f'<p class="sub">Evaluated checkpoint: <code>checkpoints/'
                 f"{html.escape(str(final['eval_checkpoint']))}</code> (step "
-                f"{html.escape(str(final.get('eval_step')))}); each evaluation is listed under "
-                "Evaluations below.</p>"
+                f"{html.escape(str(final.get('eval_step')))})"
+                + ("; each evaluation is listed under Evaluations below" if evaluations else "")
+                + ".</p>"
             )
         rows = "".join(
             f'<tr><th>{html.escape(k)}</th><td class="num">{_cell(k, v)}</td></tr>'
