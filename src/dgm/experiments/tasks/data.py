@@ -11,6 +11,11 @@ from ...options import read_when
 from ..config import at_least, choice
 
 
+def _grayscale(name: str) -> bool:
+    """Whether data set ``name`` is one of the 60000 + 10000 grayscale IDX sets."""
+    return name in DATASETS and bool(DATASETS[name].binarize)
+
+
 @dataclass(kw_only=True)
 class DataConfig:
     """Which data set (``dgm.data.DATASETS``), and how much of it."""
@@ -24,10 +29,17 @@ class DataConfig:
     # fetch an opt-in data set's archive when it is missing (the tabular sets: about 1 GB from
     # zenodo); the sets whose capability download is "auto" (MNIST) are fetched regardless
     download: bool = False
+    # MNIST / Fashion-MNIST: the last training images held out for validation; 0: all train
+    # (validation then watches training images: the IWAE paper's 60000, no validation set)
+    holdout: int = read_when(
+        lambda d: _grayscale(d.name),
+        "data.name=mnist or fashion_mnist",
+        at_least(0, HOLDOUT),
+    )
 
     def options(self) -> dict[str, Any]:
-        """The loader options beyond the split sizes (none here)."""
-        return {}
+        """The loader options beyond the split sizes (the holdout of MNIST-like sets)."""
+        return {"holdout": self.holdout} if _grayscale(self.name) else {}
 
     def load(self, seed: int) -> Splits:
         """The splits this section describes (a data set's random choices follow ``seed``)."""
@@ -50,17 +62,9 @@ class ImageDataConfig(DataConfig):
 
     name: str = choice(lambda: DATASETS.names(kind="image"))
     binarize: str | None = choice(BINARIZE, None)  # mnist / fashion_mnist only
-    # the last training digits held out for validation; 0: all train (validation then
-    # watches training digits: the IWAE paper's 60000, no validation set)
-    holdout: int = read_when(
-        lambda d: bool(DATASETS[d.name].binarize),
-        "data.name=mnist or fashion_mnist",
-        at_least(0, HOLDOUT),
-    )
 
     def options(self) -> dict[str, Any]:
-        grayscale = bool(DATASETS[self.name].binarize)
-        return {"binarize": self.binarize, **({"holdout": self.holdout} if grayscale else {})}
+        return {**super().options(), "binarize": self.binarize}
 
 
 __all__ = ["DataConfig", "ImageDataConfig"]
