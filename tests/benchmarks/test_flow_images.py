@@ -5,9 +5,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from flow_images import overrides, parser, run_dir
-
 from dgm.experiments import load
+from flow_images import overrides, parser, run_dir
 
 
 def test_mnist_runs_take_the_dequantization_and_the_holdout() -> None:
