@@ -117,6 +117,19 @@ def test_annealed_capacity_resumes_its_schedule(tmp_path: Path) -> None:
             r"model.posterior=diagonal",
         ),
         (
+            ["train.batch_size=1"],
+            r"train.batch_size=1: objective.name=beta-tcvae estimates its penalty across the "
+            r"points of a batch .* give train.batch_size >= 2",
+        ),
+        (
+            ["objective.name=factor-vae", "train.batch_size=1"],
+            r"train.batch_size=1: objective.name=factor-vae estimates",
+        ),
+        (
+            ["data.holdout=0"],
+            r"data.holdout is read only when data.name=mnist or fashion_mnist",
+        ),
+        (
             ["model.posterior=iaf", "objective.name=beta-vae", "eval.metrics=[mig_chen]"],
             r"mig_chen estimates entropies from q\(z_d \| x\)",
         ),

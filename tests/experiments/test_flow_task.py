@@ -71,6 +71,11 @@ def test_image_data_off_their_integer_levels_are_refused(monkeypatch: pytest.Mon
     [
         (
             "flow-moons",
+            ["data.holdout=0"],
+            r"data.holdout is read only when data.name=mnist or fashion_mnist",
+        ),
+        (
+            "flow-moons",
             ["model.family=glow"],
             r"model.family=glow is an image flow; data.name=moons",
         ),
