@@ -12,15 +12,8 @@ import torch
 from dgm.cli import commands, main
 from dgm.experiments import rundir
 from dgm.train import checkpoint
+from tests.experiments.test_rundir import train  # a tiny quickstart run: 8 steps
 
-TINY = [
-    "model.hidden_sizes=[[16]]",
-    "model.latent_sizes=[2]",
-    "train.checkpoint_every=4",
-    "train.validate_every=4",
-    "train.steps=8",
-    "eval.num_particles=5",
-]
 AIS = ["--estimator", "ais", "--ais-steps", "4", "--chains", "2", "--set", "eval.ais_points=3"]
 AIS_KEYS = ("test_log_likelihood_ais", "ais_points")
 
@@ -28,13 +21,6 @@ AIS_KEYS = ("test_log_likelihood_ais", "ais_points")
 @pytest.fixture(autouse=True)
 def _cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
-
-
-def train(out: Path, *sets: str, flags: tuple[str, ...] = ()) -> int:
-    args = ["train", "quickstart", "--smoke", "--no-progress", "--out", str(out), *flags]
-    for s in [*TINY, *sets]:
-        args += ["--set", s]
-    return main(args)
 
 
 def final(out: Path) -> dict[str, object]:

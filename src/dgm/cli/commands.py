@@ -51,6 +51,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _no_progress(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (on a terminal) or progress lines (in a log)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dgm", description="Deep generative models and amortized inference."
@@ -96,11 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=DEVICES,
         help="where to train (default: the config's train.device)",
     )
-    t.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bars (on a terminal) or progress lines (in a log)",
-    )
+    _no_progress(t)
 
     e = sub.add_parser(
         "eval",
@@ -142,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override an evaluation setting for this evaluation, e.g. --set eval.batch_size=50",
     )
-    e.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
+    _no_progress(e)
 
     s = sub.add_parser(
         "sample",
@@ -157,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
         help="PNG file (default: RUN_DIR/sampled/samples-<time>.png; the report's own "
         "pictures are never replaced)",
     )
-    s.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    _no_progress(s)
 
     r = sub.add_parser(
         "report",
